@@ -1,0 +1,37 @@
+# Two commands matter: `make run` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: run test lint admin-key clean
+
+# The stamp depends on pyproject.toml, so a changed dependency list reinstalls.
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+run: $(BIN)/.installed
+	@echo "jwks-service on http://$(HOST):$(PORT)  (JWKS: http://$(HOST):$(PORT)/.well-known/jwks.json)"
+	@echo "Admin key: in another terminal run  make admin-key  (or $(BIN)/jwks-service admin-key create)"
+	@$(BIN)/jwks-service serve --host $(HOST) --port $(PORT)
+
+admin-key: $(BIN)/.installed
+	@$(BIN)/jwks-service admin-key create $(if $(REALM),--realm $(REALM))
+
+test: $(BIN)/.installed-test
+	$(BIN)/ruff check service tests
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .jwks-data .pytest_cache .mypy_cache .ruff_cache

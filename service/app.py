@@ -1,0 +1,69 @@
+"""The ASGI application: routes, middleware, error handlers and lifespan, wired once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+
+from service.bootstrap import open_runtime
+from service.clock import Clock
+from service.config import Settings
+from service.http import (
+    BodySizeLimit,
+    admin_routes,
+    exception_handlers,
+    health_routes,
+    wellknown_routes,
+)
+from service.http._state import Services
+from service.storage import Store
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, clock: Clock | None = None
+) -> Starlette:
+    """Build the app. ``store`` and ``clock`` are injectable for tests.
+
+    The lifespan opens the store (starting the embedded server when there is no
+    ``JWKS_REDIS_URL``), and keeps key-ring caches current from the change feed.
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
+        async with open_runtime(settings, store=store, clock=clock) as runtime:
+            watcher = asyncio.create_task(runtime.keys.watch(), name="key-ring-watch")
+            try:
+                yield {
+                    "services": Services(
+                        keys=runtime.keys,
+                        admins=runtime.admins,
+                        store=runtime.store,
+                        jwks_max_age=settings.jwks_max_age,
+                        issuer=settings.issuer,
+                    )
+                }
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+
+    return Starlette(
+        routes=[*health_routes(), *wellknown_routes(), *admin_routes()],
+        middleware=[Middleware(BodySizeLimit)],
+        exception_handlers=exception_handlers(),
+        lifespan=lifespan,
+    )
+
+
+def create_app_from_env() -> Starlette:
+    """Factory for uvicorn workers: settings from the environment."""
+    return create_app(Settings.from_env())

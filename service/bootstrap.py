@@ -1,0 +1,86 @@
+"""Building the running service from settings: store, KEK, key manager, admin keys.
+
+Shared by ``app`` (the HTTP service) and ``cli`` (admin commands), so both act on
+the same store with the same code.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from service import crypto
+from service.clock import Clock, SystemClock
+from service.config import ConfigError, Settings
+from service.keys import AdminKeys, KeyManager
+from service.storage import Store
+from service.storage.embedded import running_server
+from service.storage.redis import connect
+
+__all__ = ["Runtime", "load_or_create_kek", "open_runtime"]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The long-lived collaborators of a running service."""
+
+    store: Store
+    keys: KeyManager
+    admins: AdminKeys
+
+
+def load_or_create_kek(data_dir: Path) -> bytes:
+    """The KEK in ``<data_dir>/kek`` (base64, mode 0600), created on first use."""
+    path = data_dir / "kek"
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            kek = base64.b64decode(path.read_text().strip(), validate=True)
+        except ValueError as exc:
+            raise ConfigError("JWKS_KEK", f"{path} is not base64") from exc
+        if len(kek) != 32:
+            raise ConfigError("JWKS_KEK", f"{path} does not hold 32 bytes")
+        return kek
+    kek = crypto.new_kek()
+    with os.fdopen(fd, "w") as out:
+        out.write(base64.b64encode(kek).decode() + "\n")
+    return kek
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, store: Store | None = None, clock: Clock | None = None
+) -> AsyncIterator[Runtime]:
+    """Connect (starting the embedded server if needed), check the KEK, ensure ``default``.
+
+    An injected ``store`` is used as is and not closed here.
+    """
+    clock = clock or SystemClock()
+    async with contextlib.AsyncExitStack() as stack:
+        if store is None:
+            if settings.redis_url is None:
+                url = stack.enter_context(
+                    running_server(settings.data_dir, settings.redis_server_bin)
+                )
+            else:
+                url = settings.redis_url
+            redis_store = connect(url)
+            stack.push_async_callback(redis_store.close)
+            store = redis_store
+        kek = settings.kek or load_or_create_kek(settings.data_dir)
+        keys = KeyManager(
+            store,
+            crypto.Sealer(kek),
+            clock,
+            grace=settings.key_grace,
+            rsa_bits=settings.rsa_bits,
+        )
+        await keys.check_kek()
+        await keys.ensure_default_realm()
+        yield Runtime(store, keys, AdminKeys(store, clock, settings.bootstrap_admin_key))

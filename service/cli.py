@@ -1,0 +1,171 @@
+"""``jwks-service``: serve, make keys, convert PEM to JWK, create admin keys.
+
+The commands call the same ``crypto``, ``keys`` and ``storage`` code as the app;
+there is no logic here beyond argument handling. Settings are read only by the
+commands that need them. Every error is one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from service import __version__, crypto
+from service.bootstrap import open_runtime
+from service.config import Settings
+from service.errors import ServiceError
+from service.models import Algo
+
+__all__ = ["main"]
+
+PROG: Final = "jwks-service"
+_ALGS: Final[dict[str, Algo]] = {"RS256": "rs256", "ES256": "es256", "EdDSA": "eddsa"}
+
+
+class CliError(Exception):
+    """A failure to report as one line."""
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.storage.embedded import running_server
+
+    settings = Settings.from_env()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not settings.bootstrap_admin_key:
+        logging.getLogger(PROG).info(
+            "get an admin key with: %s admin-key create   (or: make admin-key)", PROG
+        )
+    with contextlib.ExitStack() as stack:
+        if settings.embedded:
+            # Started here, before the workers: each worker's lifespan finds it
+            # running and connects; it stops when this process does.
+            stack.enter_context(running_server(settings.data_dir, settings.redis_server_bin))
+        uvicorn.run(
+            "service.app:create_app_from_env",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            proxy_headers=True,
+        )
+    return 0
+
+
+def _write_new(path: Path, text: str, mode: int) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError as exc:
+        raise CliError(f"{path} exists; not overwriting it") from exc
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    pair = crypto.generate_key_pair(_ALGS[args.alg], args.bits)
+    out = Path(args.out)
+    public = Path(f"{args.out}.pub")
+    if public.exists():
+        raise CliError(f"{public} exists; not overwriting it")
+    _write_new(out, pair.private_pem, 0o600)
+    _write_new(public, pair.public_pem, 0o644)
+    print(json.dumps(pair.public_jwk, indent=2))
+    print(f"wrote {out} (private, mode 0600) and {public} (public)", file=sys.stderr)
+    return 0
+
+
+def _pem2jwk(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {exc.__class__.__name__}") from exc
+    algo = _ALGS[args.alg] if args.alg else None
+    try:
+        info = crypto.parse_public_key(text, algo)
+    except crypto.InvalidKey as exc:
+        raise CliError(f"{args.file} {exc.detail}") from exc
+    kid = args.kid or crypto.thumbprint(info.jwk)
+    print(json.dumps(crypto.public_jwk(info.jwk, kid=kid, algo=info.algo), indent=2))
+    return 0
+
+
+def _admin_key_create(args: argparse.Namespace) -> int:
+    async def create() -> str:
+        async with open_runtime(Settings.from_env()) as runtime:
+            if args.realm:
+                await runtime.keys.realm(args.realm)
+            _key, secret = await runtime.admins.create(args.realm)
+            return secret
+
+    print(asyncio.run(create()))
+    scope = f"realm {args.realm!r}" if args.realm else "every realm"
+    print(f"admin key for {scope}: shown once, store it now", file=sys.stderr)
+    return 0
+
+
+def _kek(_args: argparse.Namespace) -> int:
+    print(base64.b64encode(crypto.new_kek()).decode())
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="JWT keys per realm, as a JWKS.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.set_defaults(run=_serve)
+
+    keygen = commands.add_parser(
+        "keygen", help="make a key pair; print the public JWK (kid = RFC 7638 thumbprint)"
+    )
+    keygen.add_argument("--alg", choices=list(_ALGS), default="RS256")
+    keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=4096,
+                        help="RSA key size (default 4096)")
+    keygen.add_argument("--out", default="private.pem",
+                        help="private key file (mode 0600); the public PEM goes to OUT.pub")
+    keygen.set_defaults(run=_keygen)
+
+    pem2jwk = commands.add_parser("pem2jwk", help="print the JWK of a public key file")
+    pem2jwk.add_argument("file", metavar="PUBLIC.pem", help="PEM, OpenSSH or certificate; - for stdin")
+    pem2jwk.add_argument("--kid", help="key id (default: RFC 7638 thumbprint)")
+    pem2jwk.add_argument("--alg", choices=list(_ALGS), help="must match the key (default: inferred)")
+    pem2jwk.add_argument("--use", choices=("sig",), default="sig")
+    pem2jwk.set_defaults(run=_pem2jwk)
+
+    admin_key = commands.add_parser("admin-key", help="manage admin API keys")
+    admin_commands = admin_key.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    create = admin_commands.add_parser("create", help="print a new admin key, once")
+    create.add_argument("--realm", help="limit the key to this realm (default: every realm)")
+    create.set_defaults(run=_admin_key_create)
+
+    kek = commands.add_parser("kek", help="print a new random JWKS_KEK value")
+    kek.set_defaults(run=_kek)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except (CliError, ServiceError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status
+

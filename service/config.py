@@ -1,0 +1,134 @@
+"""Settings: read from the environment once, parsed and validated, then frozen.
+
+Nothing else reads ``os.environ``. A bad value raises ``ConfigError`` naming the
+variable, and the CLI prints it as one line and exits.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+from service.errors import ServiceError
+
+__all__ = ["ConfigError", "Settings"]
+
+T = TypeVar("T")
+
+REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+RSA_BITS: Final = (2048, 3072, 4096)
+#: Admin keys are at least 32 random bytes; a bootstrap key shorter than this is a typo.
+MIN_ADMIN_KEY_LENGTH: Final = 32
+
+
+class ConfigError(ServiceError):
+    """A configuration variable has a value the service cannot use."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, parsed once at start."""
+
+    redis_url: str | None = None
+    data_dir: Path = Path(".jwks-data")
+    issuer: str = "http://127.0.0.1:8000"
+    bootstrap_admin_key: str | None = None
+    kek: bytes | None = None
+    jwks_max_age: int = 300
+    key_grace: int = 86_400
+    rsa_bits: int = 2048
+    redis_server_bin: str | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """Whether the service runs its own store (no ``JWKS_REDIS_URL``)."""
+        return self.redis_url is None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse the ``JWKS_*`` variables.
+
+        :raises ConfigError: naming the first variable with a bad value.
+        """
+        env = os.environ if environ is None else environ
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = env.get(name, "").strip()
+            return parse(name, raw) if raw else default
+
+        return cls(
+            redis_url=get("JWKS_REDIS_URL", _redis_url, None),
+            data_dir=get("JWKS_DATA_DIR", lambda _n, v: Path(v), cls.data_dir),
+            issuer=get("JWKS_ISSUER", _issuer, cls.issuer),
+            bootstrap_admin_key=get("JWKS_BOOTSTRAP_ADMIN_KEY", _admin_key, None),
+            kek=get("JWKS_KEK", _kek, None),
+            jwks_max_age=get("JWKS_JWKS_MAX_AGE", _seconds, cls.jwks_max_age),
+            key_grace=get("JWKS_KEY_GRACE", _positive_seconds, cls.key_grace),
+            rsa_bits=get("JWKS_RSA_BITS", _rsa_bits, cls.rsa_bits),
+            redis_server_bin=get("JWKS_REDIS_SERVER_BIN", lambda _n, v: v, None),
+        )
+
+
+def _seconds(name: str, raw: str) -> int:
+    if not raw.isdigit():
+        raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}")
+    return int(raw)
+
+
+def _positive_seconds(name: str, raw: str) -> int:
+    value = _seconds(name, raw)
+    if value < 1:
+        raise ConfigError(name, "must be at least 1 second")
+    return value
+
+
+def _rsa_bits(name: str, raw: str) -> int:
+    if not raw.isdigit() or int(raw) not in RSA_BITS:
+        raise ConfigError(name, f"must be one of 2048, 3072, 4096, got {raw!r}")
+    return int(raw)
+
+
+def _redis_url(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in REDIS_SCHEMES:
+        raise ConfigError(name, "must start with redis://, rediss:// or unix://")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(name, "has no host")
+    if parts.scheme == "unix" and not parts.path:
+        raise ConfigError(name, "has no socket path")
+    return raw
+
+
+def _issuer(name: str, raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(name, f"must be an http(s) base URL, got {raw!r}")
+    if parts.query or parts.fragment:
+        raise ConfigError(name, "must not have a query or fragment (RFC 8414 §2)")
+    return raw.rstrip("/")
+
+
+def _admin_key(name: str, raw: str) -> str:
+    if len(raw) < MIN_ADMIN_KEY_LENGTH:
+        raise ConfigError(name, f"must be at least {MIN_ADMIN_KEY_LENGTH} characters")
+    return raw
+
+
+def _kek(name: str, raw: str) -> bytes:
+    try:
+        value = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        value = b""
+    if len(value) != 32:
+        raise ConfigError(name, "must be the base64 encoding of exactly 32 bytes")
+    return value

@@ -1,0 +1,20 @@
+"""Errors of the crypto layer."""
+
+from __future__ import annotations
+
+from service.errors import ServiceError
+
+
+class CryptoError(ServiceError):
+    """Base of the crypto layer's errors."""
+
+
+class InvalidKey(CryptoError):
+    """Key material is malformed, private where it must be public, or too weak.
+
+    The detail never contains key material.
+    """
+
+
+class SealError(CryptoError):
+    """A sealed secret cannot be opened: wrong KEK, tampered or misplaced ciphertext."""

@@ -1,0 +1,20 @@
+"""The HTTP surface: thin endpoints that parse, call ``keys``, and render.
+
+``problems`` is the one place errors become responses (RFC 9457
+problem+json); ``limits`` caps request bodies; ``admin`` is the /v1 API;
+``wellknown`` publishes JWKS documents; ``health`` answers probes.
+"""
+
+from service.http.admin import admin_routes
+from service.http.health import health_routes
+from service.http.limits import BodySizeLimit
+from service.http.problems import exception_handlers
+from service.http.wellknown import wellknown_routes
+
+__all__ = [
+    "BodySizeLimit",
+    "admin_routes",
+    "exception_handlers",
+    "health_routes",
+    "wellknown_routes",
+]

@@ -1,0 +1,37 @@
+"""Request parsing shared by the admin endpoints."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from starlette.requests import Request
+
+from service.errors import InvalidInput
+
+__all__ = ["page_params", "read_json_object"]
+
+DEFAULT_LIMIT: Final = 25
+MAX_LIMIT: Final = 100
+
+
+async def read_json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object.
+
+    :raises InvalidInput: not JSON, or not an object.
+    """
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput("the body is not valid JSON") from exc
+    if not isinstance(body, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return body
+
+
+def page_params(request: Request) -> tuple[int, str | None]:
+    """``limit`` (1-100, default 25) and ``cursor`` from the query string."""
+    raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
+    return int(raw), request.query_params.get("cursor") or None

@@ -1,0 +1,124 @@
+"""The admin API under /v1: realms and their JWT keys.
+
+Every endpoint authenticates the bearer admin key first. A realm-scoped key
+sees only its realm: any other realm answers 404, exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from service.errors import Forbidden, InvalidInput
+from service.http._params import page_params, read_json_object
+from service.http._render import key_object, realm_object
+from service.http._state import Services, services
+from service.keys import RealmNotFound, parse_key_request, parse_realm_name
+from service.models import REALM_NAME, AdminKey, Page, Realm
+
+__all__ = ["admin_routes"]
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+async def _admin(request: Request) -> tuple[Services, AdminKey]:
+    svc = services(request)
+    return svc, await svc.admins.authenticate(_bearer(request))
+
+
+async def _admin_for_realm(request: Request) -> tuple[Services, str]:
+    svc, admin = await _admin(request)
+    realm: str = request.path_params["realm"]
+    if not admin.allows(realm):
+        raise RealmNotFound(realm)
+    return svc, realm
+
+
+def _page(data: list[object], cursor: str | None) -> Response:
+    return JSONResponse({"data": data, "next_cursor": cursor})
+
+
+async def list_realms(request: Request) -> Response:
+    """``GET /v1/realms``: realms by name (a realm-scoped key sees its own)."""
+    svc, admin = await _admin(request)
+    limit, cursor = page_params(request)
+    if admin.realm is not None:
+        page = Page((await svc.keys.realm(admin.realm),), None)
+    else:
+        if cursor is not None and not REALM_NAME.fullmatch(cursor):
+            raise InvalidInput("cursor is not one this API returned", field="cursor")
+        page = await svc.keys.list_realms(limit, cursor)
+    return _page([realm_object(r, svc.issuer) for r in page.items], page.next_cursor)
+
+
+async def create_realm(request: Request) -> Response:
+    """``POST /v1/realms {"name"}``: a realm with its first RS256 key."""
+    svc, admin = await _admin(request)
+    if admin.realm is not None:
+        raise Forbidden("a realm-scoped admin key cannot create realms")
+    body = await read_json_object(request)
+    realm: Realm = await svc.keys.create_realm(parse_realm_name(body.get("name")))
+    return JSONResponse(realm_object(realm, svc.issuer), status_code=201)
+
+
+async def get_realm(request: Request) -> Response:
+    """``GET /v1/realms/{realm}``."""
+    svc, realm = await _admin_for_realm(request)
+    return JSONResponse(realm_object(await svc.keys.realm(realm), svc.issuer))
+
+
+async def delete_realm(request: Request) -> Response:
+    """``DELETE /v1/realms/{realm}``: the realm, its keys and clients."""
+    svc, realm = await _admin_for_realm(request)
+    await svc.keys.delete_realm(realm)
+    return Response(status_code=204)
+
+
+async def list_keys(request: Request) -> Response:
+    """``GET /v1/realms/{realm}/jwt_keys``: newest first, cursor-paginated."""
+    svc, realm = await _admin_for_realm(request)
+    limit, cursor = page_params(request)
+    page = await svc.keys.list_keys(realm, limit, cursor)
+    return _page([key_object(k) for k in page.items], page.next_cursor)
+
+
+async def create_key(request: Request) -> Response:
+    """``POST /v1/realms/{realm}/jwt_keys``: generate, import a secret, or upload a public key."""
+    svc, realm = await _admin_for_realm(request)
+    spec = parse_key_request(await read_json_object(request))
+    created = await svc.keys.create_key(realm, spec)
+    return JSONResponse(key_object(created.key, created.secret), status_code=201)
+
+
+async def get_key(request: Request) -> Response:
+    """``GET /v1/realms/{realm}/jwt_keys/{id}``."""
+    svc, realm = await _admin_for_realm(request)
+    return JSONResponse(key_object(await svc.keys.get_key(realm, request.path_params["id"])))
+
+
+async def delete_key(request: Request) -> Response:
+    """``DELETE /v1/realms/{realm}/jwt_keys/{id}[?force=true]``: expire, or remove now."""
+    svc, realm = await _admin_for_realm(request)
+    force = request.query_params.get("force", "false").lower()
+    if force not in ("true", "false"):
+        raise InvalidInput("force must be true or false", field="force")
+    key = await svc.keys.delete_key(realm, request.path_params["id"], force=force == "true")
+    return JSONResponse(key_object(key), status_code=202)
+
+
+def admin_routes() -> list[Route]:
+    """The /v1 routes."""
+    return [
+        Route("/v1/realms", list_realms, methods=["GET"]),
+        Route("/v1/realms", create_realm, methods=["POST"]),
+        Route("/v1/realms/{realm}", get_realm, methods=["GET"]),
+        Route("/v1/realms/{realm}", delete_realm, methods=["DELETE"]),
+        Route("/v1/realms/{realm}/jwt_keys", list_keys, methods=["GET"]),
+        Route("/v1/realms/{realm}/jwt_keys", create_key, methods=["POST"]),
+        Route("/v1/realms/{realm}/jwt_keys/{id}", get_key, methods=["GET"]),
+        Route("/v1/realms/{realm}/jwt_keys/{id}", delete_key, methods=["DELETE"]),
+    ]

@@ -1,0 +1,110 @@
+"""The one place where errors become HTTP responses: RFC 9457 problem+json.
+
+Endpoints raise; they never build error bodies. Expected errors carry a detail
+that is safe to show; anything else is logged and answered with a bare 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+from service.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceError,
+    Unauthorized,
+    Unavailable,
+)
+
+__all__ = ["PayloadTooLarge", "exception_handlers", "problem"]
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE: Final = "application/problem+json"
+
+
+class PayloadTooLarge(ServiceError):
+    """The request body is over the limit."""
+
+    title = "Payload too large"
+
+
+#: Most specific first: the first base class that matches decides the status.
+_STATUS: Final[tuple[tuple[type[ServiceError], int, str], ...]] = (
+    (InvalidInput, 400, "invalid-request"),
+    (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (NotFound, 404, "not-found"),
+    (Conflict, 409, "conflict"),
+    (PayloadTooLarge, 413, "payload-too-large"),
+    (Unavailable, 503, "unavailable"),
+)
+
+
+def problem(
+    status: int,
+    slug: str,
+    detail: str | None = None,
+    *,
+    title: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem+json response (RFC 9457 §3)."""
+    body: dict[str, Any] = {
+        "type": f"tag:jwks-service,2026:{slug}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra or {})
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    for base, status, slug in _STATUS:
+        if isinstance(exc, base):
+            break
+    else:
+        return await _unexpected(request, exc)
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = 'Bearer realm="jwks-service"'
+    if isinstance(exc, Unavailable):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, InvalidInput) and exc.field:
+        extra["field"] = exc.field
+    return problem(status, slug, exc.detail, title=exc.title, extra=extra, headers=headers)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
+    return problem(exc.status_code, slug, None, headers=exc.headers)
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "server-error", "an unexpected error occurred")
+
+
+def exception_handlers() -> dict[Any, ExceptionHandler]:
+    """Handlers for ``Starlette(exception_handlers=...)``, looked up by MRO."""
+    return {
+        ServiceError: _service_error,
+        HTTPException: _http_exception,
+        Exception: _unexpected,
+    }

@@ -1,0 +1,46 @@
+"""``/.well-known/jwks.json`` for the default realm and every other realm."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.http._state import services
+
+__all__ = ["wellknown_routes"]
+
+JWKS_MEDIA_TYPE: Final = "application/jwk-set+json"
+DEFAULT_REALM: Final = "default"
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    # RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
+async def jwks(request: Request) -> Response:
+    """The realm's JWKS: pre-serialised, with a strong ETag and a public max-age."""
+    svc = services(request)
+    realm = request.path_params.get("realm", DEFAULT_REALM)
+    document = await svc.keys.jwks(realm)
+    headers = {
+        "Cache-Control": f"public, max-age={svc.jwks_max_age}",
+        "ETag": document.etag,
+        # Public data: browser-side verifiers may fetch it too.
+        "Access-Control-Allow-Origin": "*",
+    }
+    if _matches(request.headers.get("if-none-match", ""), document.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(document.body, media_type=JWKS_MEDIA_TYPE, headers=headers)
+
+
+def wellknown_routes() -> list[Route]:
+    """The JWKS routes."""
+    return [
+        Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+        Route("/realms/{realm}/.well-known/jwks.json", jwks, methods=["GET"]),
+    ]

@@ -1,0 +1,37 @@
+"""Errors of the keys layer."""
+
+from __future__ import annotations
+
+from service.errors import Conflict, NotFound, Unavailable
+
+
+class RealmNotFound(NotFound):
+    """No such realm (or not one the caller may see)."""
+
+    def __init__(self, realm: str) -> None:
+        super().__init__(f"realm {realm!r} does not exist")
+
+
+class KeyNotFound(NotFound):
+    """No such key in the realm."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"key {key_id!r} does not exist in this realm")
+
+
+class KidInUse(Conflict):
+    """Another live key of the realm has this kid."""
+
+    def __init__(self, kid: str) -> None:
+        super().__init__(f"kid {kid!r} is already used by a key of this realm")
+
+
+class RealmNameTaken(Conflict):
+    """A realm of this name exists."""
+
+    def __init__(self, realm: str) -> None:
+        super().__init__(f"realm {realm!r} already exists")
+
+
+class Busy(Unavailable):
+    """Too many concurrent writers on one realm; the change was not made."""

@@ -1,0 +1,130 @@
+"""Values shared by every layer: realms, key records, key rings, admin keys, pages.
+
+These are plain frozen dataclasses with no behaviour that needs I/O; the storage
+layer persists them and the keys layer decides how they change.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, Literal, TypeVar, get_args
+
+__all__ = [
+    "ALGOS",
+    "ASYMMETRIC_ALGOS",
+    "JWS_ALG",
+    "REALM_NAME",
+    "AdminKey",
+    "Algo",
+    "KeyRecord",
+    "KeyRing",
+    "KeyStatus",
+    "Page",
+    "Realm",
+]
+
+Algo = Literal["rs256", "hs256", "es256", "eddsa"]
+KeyStatus = Literal["next", "active", "expired", "verify_only"]
+
+ALGOS: Final[tuple[Algo, ...]] = get_args(Algo)
+ASYMMETRIC_ALGOS: Final[frozenset[Algo]] = frozenset({"rs256", "es256", "eddsa"})
+#: The JWS "alg" (RFC 7518 §3.1, RFC 8037 §3.1) each key algorithm signs with.
+JWS_ALG: Final[Mapping[Algo, str]] = {
+    "rs256": "RS256",
+    "hs256": "HS256",
+    "es256": "ES256",
+    "eddsa": "EdDSA",
+}
+#: A realm name: 1-64 of a-z, 0-9 and '-'. It is also the Redis hash tag.
+REALM_NAME: Final = re.compile(r"[a-z0-9-]{1,64}")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Realm:
+    """A tenant: its own keys, clients and issuer."""
+
+    name: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One JWT key of a realm, as stored.
+
+    ``sealed_secret`` is the private JWK (or the HS256 secret) sealed with
+    AES-256-GCM; the store never sees it in the clear. ``expires_at`` is when an
+    expired key stops verifying and its record is pruned; ``retired_at`` is when it
+    stopped signing.
+    """
+
+    id: str
+    kid: str
+    algo: Algo
+    status: KeyStatus
+    created_at: float
+    name: str | None = None
+    use: str = "sign"
+    public_jwk: Mapping[str, Any] | None = field(default=None, hash=False)
+    sealed_secret: str | None = None
+    retired_at: float | None = None
+    expires_at: float | None = None
+
+    @property
+    def expired(self) -> bool:
+        """Whether the key has been replaced and only verifies until ``expires_at``."""
+        return self.status == "expired"
+
+    @property
+    def signs(self) -> bool:
+        """Whether tokens are signed with this key now."""
+        return self.status == "active"
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """Every live key of one realm, with the store's version token for CAS."""
+
+    realm: Realm
+    version: str
+    keys: tuple[KeyRecord, ...] = ()
+
+    def active(self, algo: Algo) -> KeyRecord | None:
+        """The key that signs for ``algo``, if any."""
+        return next((k for k in self.keys if k.algo == algo and k.status == "active"), None)
+
+    def by_id(self, key_id: str) -> KeyRecord | None:
+        """The key with this ``id``, if it is in the ring."""
+        return next((k for k in self.keys if k.id == key_id), None)
+
+    def by_kid(self, kid: str) -> KeyRecord | None:
+        """The key with this ``kid``, if it is in the ring."""
+        return next((k for k in self.keys if k.kid == kid), None)
+
+    def verifying(self, now: float) -> tuple[KeyRecord, ...]:
+        """Keys that still verify at ``now``: all but the expired ones past their grace."""
+        return tuple(k for k in self.keys if k.expires_at is None or k.expires_at > now)
+
+
+@dataclass(frozen=True)
+class AdminKey:
+    """An admin API credential. Only a hash of the secret is ever stored."""
+
+    id: str
+    realm: str | None
+    created_at: float
+
+    def allows(self, realm: str) -> bool:
+        """Whether this key may act on ``realm`` (global keys may act on every realm)."""
+        return self.realm is None or self.realm == realm
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a cursor-paginated listing."""
+
+    items: tuple[T, ...]
+    next_cursor: str | None

@@ -1,0 +1,51 @@
+"""Every Redis key name the service uses comes from here.
+
+All of a realm's keys carry the realm as a hash tag (``jwks:{realm}:...``) so they
+share one Cluster slot and one Lua script can change them atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREFIX: Final = "jwks"
+#: Pub/sub channel carrying the names of realms whose keys changed.
+CHANGES_CHANNEL: Final = f"{PREFIX}:changes"
+#: Sorted set (all scores 0, ordered by name) of every realm.
+REALMS: Final = f"{PREFIX}:realms"
+KEK_CHECK: Final = f"{PREFIX}:kek-check"
+
+
+def realm_key(realm: str, *parts: str) -> str:
+    """A key inside ``realm``'s hash slot: ``jwks:{realm}:part:part``."""
+    return ":".join((f"{PREFIX}:{{{realm}}}", *parts))
+
+
+def global_key(*parts: str) -> str:
+    """A key outside every realm: ``jwks:part:part``."""
+    return ":".join((PREFIX, *parts))
+
+
+def meta(realm: str) -> str:
+    """The realm's own record; its existence is the realm's existence."""
+    return realm_key(realm, "realm")
+
+
+def version(realm: str) -> str:
+    """The key ring's version token, replaced on every change (compare-and-swap)."""
+    return realm_key(realm, "version")
+
+
+def key_index(realm: str) -> str:
+    """Sorted set of ``<created ms>:<key id>`` members, for newest-first paging."""
+    return realm_key(realm, "keys")
+
+
+def key_record_prefix(realm: str) -> str:
+    """Prefix of the realm's key records; the id follows."""
+    return realm_key(realm, "key") + ":"
+
+
+def admin_key(digest: str) -> str:
+    """An admin key, stored under the SHA-256 of its secret."""
+    return global_key("admin", digest)

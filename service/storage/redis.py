@@ -1,0 +1,268 @@
+"""The store on redis.asyncio: single server, or anything that speaks its protocol.
+
+Atomicity comes from Lua scripts (``_scripts``) run on the realm's hash slot; a
+failed compare-and-swap is reported, never retried here (the keys layer reloads
+and decides again). Connection-level failures become ``StoreUnavailable``; any
+other redis error is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+import redis.exceptions as rex
+
+from service.models import AdminKey, KeyRecord, KeyRing, Page, Realm
+from service.storage import _keyspace as ks
+from service.storage import _scripts
+from service.storage.base import (
+    CHANGES_ALL,
+    InvalidCursor,
+    RealmExists,
+    RealmGone,
+    StoreUnavailable,
+)
+
+__all__ = ["RedisStore", "connect"]
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "the store is not reachable right now", not "we sent nonsense".
+_UNAVAILABLE: Final = (
+    rex.ConnectionError,
+    rex.TimeoutError,
+    rex.BusyLoadingError,
+    rex.ReadOnlyError,
+    rex.TryAgainError,
+    rex.ClusterDownError,
+    rex.MasterDownError,
+    OSError,
+)
+_RESUBSCRIBE_DELAY: Final = 0.5
+_KEY_CURSOR: Final = re.compile(r"[0-9]{13}:[A-Za-z0-9_-]{1,64}")
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailable("the key store is not reachable; retry shortly") from exc
+
+
+def connect(url: str) -> RedisStore:
+    """A store on a new client for ``url`` (redis://, rediss://, unix://)."""
+    client = aioredis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+    return RedisStore(client)
+
+
+class RedisStore:
+    """:class:`service.storage.Store` on an injected ``redis.asyncio`` client."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+        self._load_ring = client.register_script(_scripts.LOAD_RING)
+        self._save_ring = client.register_script(_scripts.SAVE_RING)
+        self._page_keys = client.register_script(_scripts.PAGE_KEYS)
+        self._delete_realm = client.register_script(_scripts.DELETE_REALM)
+
+    async def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the server answers PING."""
+        with _translated():
+            await self._redis.ping()
+
+    async def close(self) -> None:
+        """Close the client and its pool."""
+        await self._redis.aclose()
+
+    # Realms ---------------------------------------------------------------
+
+    async def create_realm(self, realm: Realm, keys: Sequence[KeyRecord], now: float) -> None:
+        """Create a realm and its first keys in one script; ``RealmExists`` if taken."""
+        with _translated():
+            # The registry entry goes first: a crash before the script leaves a
+            # name that listing skips, never a realm that listing misses.
+            await self._redis.zadd(ks.REALMS, {realm.name: 0})
+            result = await self._save(
+                realm.name, "", json.dumps(asdict(realm)), keys, (), now
+            )
+        if result != "ok":
+            raise RealmExists(f"realm {realm.name!r} already exists")
+
+    async def delete_realm(self, name: str) -> bool:
+        """Delete a realm's records, index, version and meta; then its registry entry."""
+        with _translated():
+            deleted = await self._delete_realm(
+                keys=[ks.meta(name), ks.version(name), ks.key_index(name)],
+                args=[ks.key_record_prefix(name), ks.CHANGES_CHANNEL, name],
+            )
+            await self._redis.zrem(ks.REALMS, name)
+        return bool(int(deleted))
+
+    async def list_realms(self, limit: int, cursor: str | None) -> Page[Realm]:
+        """Realms in name order; names whose realm is gone are skipped."""
+        with _translated():
+            start = f"({cursor}" if cursor else "-"
+            names: list[str] = await self._redis.zrangebylex(ks.REALMS, start, "+", 0, limit + 1)
+            page, more = names[:limit], len(names) > limit
+            metas = await self._redis.mget([ks.meta(n) for n in page]) if page else []
+        realms = tuple(Realm(**json.loads(m)) for m in metas if m)
+        return Page(realms, page[-1] if more else None)
+
+    # Key rings ------------------------------------------------------------
+
+    async def load_ring(self, realm: str) -> KeyRing | None:
+        """One script reads the meta, version and every record consistently."""
+        with _translated():
+            raw = await self._load_ring(
+                keys=[ks.meta(realm), ks.version(realm), ks.key_index(realm)],
+                args=[ks.key_record_prefix(realm)],
+            )
+        data = json.loads(raw)
+        if "meta" not in data:
+            return None
+        records = tuple(_decode_key(r) for r in data.get("records") or ())
+        return KeyRing(Realm(**json.loads(data["meta"])), data["version"], records)
+
+    async def save_ring(
+        self,
+        ring: KeyRing,
+        put: Sequence[KeyRecord],
+        delete: Sequence[KeyRecord],
+        now: float,
+    ) -> bool:
+        """Apply ``put`` and ``delete`` if the ring is still at ``ring.version``."""
+        with _translated():
+            result = await self._save(ring.realm.name, ring.version, "", put, delete, now)
+        if result == "gone":
+            raise RealmGone(f"realm {ring.realm.name!r} was deleted")
+        return result == "ok"
+
+    async def _save(
+        self,
+        realm: str,
+        expected: str,
+        create_meta: str,
+        put: Sequence[KeyRecord],
+        delete: Sequence[KeyRecord],
+        now: float,
+    ) -> str:
+        ops: list[list[Any]] = [
+            ["put", _member(k), k.id, _encode_key(k), _ttl_ms(k, now)] for k in put
+        ]
+        ops += [["del", _member(k), k.id, "", 0] for k in delete]
+        result: str = await self._save_ring(
+            keys=[ks.meta(realm), ks.version(realm), ks.key_index(realm)],
+            args=[
+                expected,
+                secrets.token_hex(8),
+                ks.key_record_prefix(realm),
+                create_meta,
+                ks.CHANGES_CHANNEL,
+                realm,
+                json.dumps(ops),
+            ],
+        )
+        return result
+
+    async def ring_version(self, realm: str) -> str | None:
+        """GET of the version key: one round trip, no records."""
+        with _translated():
+            meta_exists, version = await self._redis.pipeline(transaction=False).exists(
+                ks.meta(realm)
+            ).get(ks.version(realm)).execute()
+        return (version or "") if meta_exists else None
+
+    async def page_keys(self, realm: str, limit: int, cursor: str | None) -> Page[KeyRecord] | None:
+        """Newest first; the cursor is the last member returned (opaque to callers)."""
+        if cursor is not None and not _KEY_CURSOR.fullmatch(cursor):
+            raise InvalidCursor("cursor is not one this API returned")
+        with _translated():
+            raw = await self._page_keys(
+                keys=[ks.meta(realm), ks.key_index(realm)],
+                args=[ks.key_record_prefix(realm), cursor or "", limit],
+            )
+        data = json.loads(raw)
+        if not data["found"]:
+            return None
+        records = tuple(_decode_key(r) for r in data.get("records") or ())
+        return Page(records, data["last"] if data["more"] and records else None)
+
+    async def get_key(self, realm: str, key_id: str) -> KeyRecord | None:
+        """GET of one record."""
+        with _translated():
+            raw = await self._redis.get(ks.key_record_prefix(realm) + key_id)
+        return _decode_key(raw) if raw else None
+
+    async def changes(self) -> AsyncIterator[str]:
+        """Subscribe to the change channel, resubscribing after connection loss."""
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(ks.CHANGES_CHANNEL)
+                yield CHANGES_ALL
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        yield str(message["data"])
+            except _UNAVAILABLE as exc:
+                log.warning("change subscription lost (%s); resubscribing", type(exc).__name__)
+                await asyncio.sleep(_RESUBSCRIBE_DELAY)
+            finally:
+                await pubsub.aclose()
+
+    # Admin keys and the KEK check ------------------------------------------
+
+    async def put_admin_key(self, digest: str, key: AdminKey) -> None:
+        """SET of the admin key record under its digest."""
+        with _translated():
+            await self._redis.set(ks.admin_key(digest), json.dumps(asdict(key)))
+
+    async def get_admin_key(self, digest: str) -> AdminKey | None:
+        """GET of the admin key record."""
+        with _translated():
+            raw = await self._redis.get(ks.admin_key(digest))
+        return AdminKey(**json.loads(raw)) if raw else None
+
+    async def kek_check(self, value: str) -> str:
+        """SET NX then GET: the first KEK to reach the store wins."""
+        with _translated():
+            await self._redis.set(ks.KEK_CHECK, value, nx=True)
+            stored: str = await self._redis.get(ks.KEK_CHECK)
+        return stored
+
+
+def _member(key: KeyRecord) -> str:
+    # Zero-padded milliseconds then id: lexical order is creation order, ties
+    # broken by id, so a cursor is exact and pages never skip or repeat.
+    return f"{round(key.created_at * 1000):013d}:{key.id}"
+
+
+def _ttl_ms(key: KeyRecord, now: float) -> int:
+    if key.expires_at is None:
+        return 0
+    return max(1, round((key.expires_at - now) * 1000))
+
+
+def _encode_key(key: KeyRecord) -> str:
+    data = asdict(key)
+    data["public_jwk"] = dict(key.public_jwk) if key.public_jwk is not None else None
+    return json.dumps(data, separators=(",", ":"))
+
+
+def _decode_key(raw: str) -> KeyRecord:
+    return KeyRecord(**json.loads(raw))
