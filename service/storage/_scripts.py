@@ -35,14 +35,11 @@ return cjson.encode({meta = meta, version = version, records = records})
 # create ('' otherwise), channel, realm, ops as JSON [[op, member, id, value, px]].
 # Returns "ok", "conflict" (version moved or realm exists) or "gone" (no realm).
 SAVE_RING: Final = """
-local current = redis.call('GET', KEYS[2]) or ''
-if current ~= ARGV[1] then return 'conflict' end
-if ARGV[4] ~= '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 'conflict' end
-  redis.call('SET', KEYS[1], ARGV[4])
-elseif redis.call('EXISTS', KEYS[1]) == 0 then
-  return 'gone'
-end
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if ARGV[4] == '' and not exists then return 'gone' end
+if ARGV[4] ~= '' and exists then return 'conflict' end
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[1] then return 'conflict' end
+if ARGV[4] ~= '' then redis.call('SET', KEYS[1], ARGV[4]) end
 for _, op in ipairs(cjson.decode(ARGV[7])) do
   local kind, member, id = op[1], op[2], op[3]
   if kind == 'put' then

@@ -1,0 +1,168 @@
+"""The /v1 admin API: authentication, realms, key listing, deletion, limits, health."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from pathlib import Path
+
+import redis
+from starlette.testclient import TestClient
+
+from service.app import create_app
+from service.clock import SystemClock
+from service.config import Settings
+from service.keys import AdminKeys
+from service.storage.embedded import EmbeddedServer, find_server_binary
+from service.storage.redis import connect
+from tests.conftest import KEK
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: object, status: int) -> dict[str, object]:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    assert response.headers["content-type"] == PROBLEM  # type: ignore[attr-defined]
+    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
+    assert body["status"] == status and body["title"] and str(body["type"]).startswith("tag:")
+    return body
+
+
+def test_missing_or_bad_admin_key_is_401(client: TestClient) -> None:
+    for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic eDp5"}):
+        response = client.get("/v1/realms", headers=headers)
+        assert_problem(response, 401)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_realm_lifecycle(client: TestClient, admin: dict[str, str], redis_client: redis.Redis) -> None:
+    created = client.post("/v1/realms", json={"name": "acme-1"}, headers=admin)
+    assert created.status_code == 201
+    assert created.json()["jwks_uri"] == "http://testserver/realms/acme-1/.well-known/jwks.json"
+    assert_problem(client.post("/v1/realms", json={"name": "acme-1"}, headers=admin), 409)
+    names = [r["name"] for r in client.get("/v1/realms", headers=admin).json()["data"]]
+    assert names == ["acme-1", "default"]
+    keys = client.get("/v1/realms/acme-1/jwt_keys", headers=admin).json()["data"]
+    assert [(k["algo"], k["status"]) for k in keys] == [("rs256", "active")]
+    assert client.delete("/v1/realms/acme-1", headers=admin).status_code == 204
+    assert_problem(client.get("/realms/acme-1/.well-known/jwks.json"), 404)
+    assert_problem(client.delete("/v1/realms/acme-1", headers=admin), 404)
+    assert not [k for k in redis_client.scan_iter() if "{acme-1}" in k]
+
+
+def test_bad_realm_names_store_nothing(client: TestClient, admin: dict[str, str], redis_client: redis.Redis) -> None:
+    before = redis_client.dbsize()
+    for body in ({"name": "Acme"}, {"name": ""}, {"name": "a" * 65}, {"name": "a_b"}, {"name": 5}, {}):
+        problem = assert_problem(client.post("/v1/realms", json=body, headers=admin), 400)
+        assert problem["field"] == "name"
+    assert redis_client.dbsize() == before
+
+
+def test_realm_scoped_admin_key(client: TestClient, admin: dict[str, str], settings: Settings) -> None:
+    client.post("/v1/realms", json={"name": "acme"}, headers=admin)
+    client.post("/v1/realms", json={"name": "other"}, headers=admin)
+
+    async def scoped_key() -> str:
+        store = connect(str(settings.redis_url))
+        try:
+            _key, secret = await AdminKeys(store, SystemClock()).create("acme")
+            return secret
+        finally:
+            await store.close()
+
+    scoped = {"Authorization": f"Bearer {asyncio.run(scoped_key())}"}
+    assert [r["name"] for r in client.get("/v1/realms", headers=scoped).json()["data"]] == ["acme"]
+    assert client.get("/v1/realms/acme/jwt_keys", headers=scoped).status_code == 200
+    assert client.post("/v1/realms/acme/jwt_keys", json={"algo": "es256"}, headers=scoped).status_code == 201
+    for method, path in (
+        ("GET", "/v1/realms/other/jwt_keys"),
+        ("GET", "/v1/realms/other"),
+        ("POST", "/v1/realms/other/jwt_keys"),
+        ("DELETE", "/v1/realms/other"),
+    ):
+        assert_problem(client.request(method, path, json={"algo": "es256"}, headers=scoped), 404)
+    assert_problem(client.post("/v1/realms", json={"name": "mine"}, headers=scoped), 403)
+    assert client.get("/v1/realms/other", headers=admin).status_code == 200
+
+
+def test_key_listing_pages(client: TestClient, admin: dict[str, str]) -> None:
+    for _ in range(4):
+        assert client.post("/v1/realms/default/jwt_keys", json={"algo": "eddsa"}, headers=admin).status_code == 201
+    seen: list[str] = []
+    cursor = None
+    while True:
+        url = "/v1/realms/default/jwt_keys?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = client.get(url, headers=admin).json()
+        seen += [k["id"] for k in page["data"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == 5 == len(set(seen))
+    for bad in ("limit=0", "limit=101", "limit=x", "cursor=bogus"):
+        problem = assert_problem(client.get(f"/v1/realms/default/jwt_keys?{bad}", headers=admin), 400)
+        assert problem["field"] == bad.split("=")[0]
+
+
+def test_delete_key_expires_it_and_replaces_the_signer(client: TestClient, admin: dict[str, str]) -> None:
+    (first,) = client.get("/v1/realms/default/jwt_keys", headers=admin).json()["data"]
+    deleted = client.delete(f"/v1/realms/default/jwt_keys/{first['id']}", headers=admin)
+    assert deleted.status_code == 202
+    body = deleted.json()
+    assert body["status"] == "expired" and body["expired"] is True and body["expires_at"]
+    keys = client.get("/v1/realms/default/jwt_keys", headers=admin).json()["data"]
+    assert [k["status"] for k in keys] == ["active", "expired"]
+    kids = [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]]
+    assert kids == [keys[0]["kid"], first["kid"]]  # still published during the grace
+    # Force: gone from the key API and the JWKS at once.
+    forced = client.delete(f"/v1/realms/default/jwt_keys/{first['id']}?force=true", headers=admin)
+    assert forced.status_code == 202
+    assert_problem(client.get(f"/v1/realms/default/jwt_keys/{first['id']}", headers=admin), 404)
+    assert [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]] == [keys[0]["kid"]]
+    assert_problem(client.delete("/v1/realms/default/jwt_keys/jky_nope", headers=admin), 404)
+    assert_problem(client.delete(f"/v1/realms/default/jwt_keys/{keys[0]['id']}?force=maybe", headers=admin), 400)
+
+
+def test_body_over_64_kib_is_413(client: TestClient, admin: dict[str, str]) -> None:
+    big = {"name": "x", "pad": "a" * 70_000}
+    assert_problem(client.post("/v1/realms", json=big, headers=admin), 413)
+
+    def chunks() -> object:
+        for _ in range(70):
+            yield b"a" * 1024
+
+    response = client.post("/v1/realms", content=chunks(), headers=admin)  # type: ignore[arg-type]
+    assert_problem(response, 413)
+
+
+def test_unknown_route_and_method_are_problems(client: TestClient, admin: dict[str, str]) -> None:
+    assert_problem(client.get("/v1/nothing", headers=admin), 404)
+    assert_problem(client.put("/v1/realms", headers=admin), 405)
+
+
+def test_health(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+
+
+def test_store_outage_is_503_and_jwks_keeps_serving(tmp_path: Path, admin: dict[str, str]) -> None:
+    server = EmbeddedServer(tmp_path / "v", find_server_binary())
+    server.start()
+    settings = Settings(
+        redis_url=server.url,
+        data_dir=tmp_path / "d",
+        bootstrap_admin_key=admin["Authorization"].removeprefix("Bearer "),
+        kek=base64.b64decode(KEK),
+    )
+    try:
+        with TestClient(create_app(settings)) as c:
+            jwks = c.get("/.well-known/jwks.json")
+            server.stop()
+            assert c.get("/healthz").status_code == 200
+            ready = c.get("/readyz")
+            assert_problem(ready, 503)
+            assert "retry-after" in ready.headers
+            again = c.get("/.well-known/jwks.json")  # served from the in-process cache
+            assert again.status_code == 200 and again.content == jwks.content
+            assert_problem(c.post("/v1/realms", json={"name": "x"}, headers=admin), 503)
+    finally:
+        server.stop()

@@ -1,0 +1,164 @@
+"""The store against a real server: CAS, TTL pruning, paging, the change feed.
+
+One conformance suite: later topologies (Cluster, Sentinel) run these same tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+import redis
+
+from service.models import KeyRecord, KeyRing, Realm
+from service.storage import CHANGES_ALL, InvalidCursor, RealmExists, RealmGone
+from service.storage.redis import RedisStore
+
+NOW = 1_800_000_000.0
+
+
+def key(n: int, status: str = "active", **kw: object) -> KeyRecord:
+    return KeyRecord(
+        id=f"jky_{n:022d}",
+        kid=f"kid-{n}",
+        algo="rs256",
+        status=status,  # type: ignore[arg-type]
+        created_at=NOW + n,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def new_realm(store: RedisStore, name: str = "acme", *keys: KeyRecord) -> KeyRing:
+    await store.create_realm(Realm(name, NOW), list(keys) or [key(0)], NOW)
+    ring = await store.load_ring(name)
+    assert ring is not None
+    return ring
+
+
+async def test_create_and_load(store: RedisStore) -> None:
+    ring = await new_realm(store, "acme", key(0), key(1, "verify_only"))
+    assert ring.realm == Realm("acme", NOW)
+    assert {k.id for k in ring.keys} == {key(0).id, key(1).id}
+    assert ring.by_id(key(0).id) == key(0)
+    assert await store.load_ring("other") is None
+
+
+async def test_create_twice_is_refused_and_changes_nothing(store: RedisStore) -> None:
+    ring = await new_realm(store)
+    with pytest.raises(RealmExists):
+        await store.create_realm(Realm("acme", NOW + 5), [key(9)], NOW)
+    again = await store.load_ring("acme")
+    assert again == ring
+
+
+async def test_compare_and_swap(store: RedisStore) -> None:
+    ring = await new_realm(store)
+    assert await store.save_ring(ring, [key(1)], [], NOW)
+    # The same (now outdated) ring cannot be saved over the change.
+    assert not await store.save_ring(ring, [key(2)], [key(0)], NOW)
+    current = await store.load_ring("acme")
+    assert current is not None
+    assert {k.id for k in current.keys} == {key(0).id, key(1).id}
+    assert current.version != ring.version
+    assert await store.ring_version("acme") == current.version
+
+
+async def test_save_into_deleted_realm(store: RedisStore) -> None:
+    ring = await new_realm(store)
+    assert await store.delete_realm("acme")
+    with pytest.raises(RealmGone):
+        await store.save_ring(ring, [key(1)], [], NOW)
+
+
+async def test_delete_realm_removes_every_key(store: RedisStore, redis_client: redis.Redis) -> None:
+    await new_realm(store, "acme", key(0), key(1))
+    await new_realm(store, "keep", key(2))
+    assert await store.delete_realm("acme")
+    assert not await store.delete_realm("acme")
+    assert all("{acme}" not in k for k in redis_client.scan_iter())
+    assert await store.load_ring("keep") is not None
+    assert [r.name for r in (await store.list_realms(10, None)).items] == ["keep"]
+
+
+async def test_ttl_prunes_record_and_index(store: RedisStore, redis_client: redis.Redis) -> None:
+    ring = await new_realm(store)
+    retiring = dataclasses.replace(key(0), status="expired", expires_at=NOW + 0.3)
+    assert await store.save_ring(ring, [retiring], [], NOW)
+    ttl = redis_client.pttl(f"jwks:{{acme}}:key:{key(0).id}")
+    assert 0 < ttl <= 300
+    await asyncio.sleep(0.45)
+    pruned = await store.load_ring("acme")
+    assert pruned is not None and pruned.keys == ()
+    assert redis_client.zcard("jwks:{acme}:keys") == 0  # the index entry went too
+
+
+async def test_paging_newest_first_without_skips_or_repeats(store: RedisStore) -> None:
+    ring = await new_realm(store, "acme", *[key(n) for n in range(7)])
+    seen: list[str] = []
+    page = await store.page_keys("acme", 3, None)
+    assert page is not None
+    seen += [k.id for k in page.items]
+    # Keys added between pages (newer) do not shift the next page.
+    assert await store.save_ring(ring, [key(100), key(101)], [], NOW)
+    while page.next_cursor:
+        page = await store.page_keys("acme", 3, page.next_cursor)
+        assert page is not None
+        seen += [k.id for k in page.items]
+    assert seen == [key(n).id for n in reversed(range(7))]
+
+
+async def test_paging_skips_pruned_records(store: RedisStore, redis_client: redis.Redis) -> None:
+    await new_realm(store, "acme", *[key(n) for n in range(5)])
+    redis_client.delete(f"jwks:{{acme}}:key:{key(3).id}", f"jwks:{{acme}}:key:{key(2).id}")
+    page = await store.page_keys("acme", 2, None)
+    assert page is not None
+    assert [k.id for k in page.items] == [key(4).id, key(1).id]
+    assert redis_client.zcard("jwks:{acme}:keys") == 3
+
+
+async def test_paging_rejects_foreign_cursor_and_unknown_realm(store: RedisStore) -> None:
+    await new_realm(store)
+    with pytest.raises(InvalidCursor):
+        await store.page_keys("acme", 3, "((junk")
+    assert await store.page_keys("nope", 3, None) is None
+
+
+async def test_list_realms_pages_by_name(store: RedisStore) -> None:
+    for name in ("c", "a", "b", "d"):
+        await new_realm(store, name)
+    first = await store.list_realms(3, None)
+    assert [r.name for r in first.items] == ["a", "b", "c"]
+    second = await store.list_realms(3, first.next_cursor)
+    assert [r.name for r in second.items] == ["d"] and second.next_cursor is None
+
+
+async def test_change_feed_names_changed_realm(store: RedisStore) -> None:
+    feed = store.changes()
+    assert await anext(feed) == CHANGES_ALL  # subscribed
+    ring = await new_realm(store, "acme")
+    assert await asyncio.wait_for(anext(feed), 2) == "acme"
+    assert await store.save_ring(ring, [key(1)], [], NOW)
+    assert await asyncio.wait_for(anext(feed), 2) == "acme"
+    await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_kek_check_first_writer_wins(store: RedisStore) -> None:
+    assert await store.kek_check("one") == "one"
+    assert await store.kek_check("two") == "one"
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+async def test_replies_do_not_depend_on_protocol(redis_url: str, store: RedisStore, protocol: int) -> None:
+    import redis.asyncio as aioredis
+
+    other = RedisStore(aioredis.from_url(redis_url, decode_responses=True, protocol=protocol))
+    try:
+        await new_realm(other)
+        ring = await other.load_ring("acme")
+        assert ring is not None and len(ring.keys) == 1
+        page = await other.page_keys("acme", 5, None)
+        assert page is not None and len(page.items) == 1
+        assert await other.ring_version("acme") == ring.version
+    finally:
+        await other.close()
