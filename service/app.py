@@ -20,7 +20,7 @@ from service.http import (
     health_routes,
     wellknown_routes,
 )
-from service.http._state import Services
+from service.http import Services
 from service.storage import Store
 
 __all__ = ["create_app", "create_app_from_env"]

@@ -40,16 +40,20 @@ def load_or_create_kek(data_dir: Path) -> bytes:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        try:
-            kek = base64.b64decode(path.read_text().strip(), validate=True)
-        except ValueError as exc:
-            raise ConfigError("JWKS_KEK", f"{path} is not base64") from exc
-        if len(kek) != 32:
-            raise ConfigError("JWKS_KEK", f"{path} does not hold 32 bytes")
-        return kek
+        return _read_kek(path)
     kek = crypto.new_kek()
     with os.fdopen(fd, "w") as out:
         out.write(base64.b64encode(kek).decode() + "\n")
+    return kek
+
+
+def _read_kek(path: Path) -> bytes:
+    try:
+        kek = base64.b64decode(path.read_text().strip(), validate=True)
+    except ValueError as exc:
+        raise ConfigError("JWKS_KEK", f"{path} is not base64") from exc
+    if len(kek) != 32:
+        raise ConfigError("JWKS_KEK", f"{path} does not hold 32 bytes")
     return kek
 
 

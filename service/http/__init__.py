@@ -5,6 +5,7 @@ problem+json); ``limits`` caps request bodies; ``admin`` is the /v1 API;
 ``wellknown`` publishes JWKS documents; ``health`` answers probes.
 """
 
+from service.http._state import Services
 from service.http.admin import admin_routes
 from service.http.health import health_routes
 from service.http.limits import BodySizeLimit
@@ -13,6 +14,7 @@ from service.http.wellknown import wellknown_routes
 
 __all__ = [
     "BodySizeLimit",
+    "Services",
     "admin_routes",
     "exception_handlers",
     "health_routes",

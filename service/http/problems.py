@@ -74,11 +74,10 @@ def problem(
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    for base, status, slug in _STATUS:
-        if isinstance(exc, base):
-            break
-    else:
+    match = next(((s, slug) for base, s, slug in _STATUS if isinstance(exc, base)), None)
+    if match is None:
         return await _unexpected(request, exc)
+    status, slug = match
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     if isinstance(exc, Unauthorized):

@@ -9,6 +9,7 @@ several processes on one store never leave two active keys for one algo.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import random
@@ -85,10 +86,8 @@ class KeyManager:
     async def ensure_default_realm(self) -> None:
         """Create the ``default`` realm unless it exists."""
         if await self._store.load_ring(DEFAULT_REALM) is None:
-            try:
+            with contextlib.suppress(RealmNameTaken):  # another replica was first
                 await self.create_realm(DEFAULT_REALM)
-            except RealmNameTaken:
-                pass  # another replica created it first
 
     # Realms ---------------------------------------------------------------
 
@@ -98,7 +97,9 @@ class KeyManager:
         realm = Realm(name=name, created_at=now)
         key = await self._new_key(name, GenerateKey("rs256"), now)
         try:
-            await self._store.create_realm(realm, [dataclasses.replace(key.key, status="active")], now)
+            await self._store.create_realm(
+                realm, [dataclasses.replace(key.key, status="active")], now
+            )
         except RealmExists as exc:
             raise RealmNameTaken(name) from exc
         log.info("realm created: %s", name)
@@ -204,7 +205,9 @@ class KeyManager:
             if algo is not None:
                 if replacement is None or replacement.algo != algo:
                     raise _ReplacementNeeded(algo)
-                change += policy.activate(policy.applied(ring, change), replacement, now, self._grace)
+                change += policy.activate(
+                    policy.applied(ring, change), replacement, now, self._grace
+                )
             removed[:] = [k for k in change.put + change.delete if k.id == key_id]
             return change
 
@@ -262,7 +265,9 @@ class KeyManager:
             if not change.put and not change.delete:
                 return
             try:
-                saved = await self._store.save_ring(ring, change.put, change.delete, self._clock.now())
+                saved = await self._store.save_ring(
+                    ring, change.put, change.delete, self._clock.now()
+                )
             except RealmGone as exc:
                 raise RealmNotFound(realm) from exc
             if saved:
@@ -295,8 +300,13 @@ class KeyManager:
             kid = spec.kid or key_id
             sealed = self._sealer.seal(spec.secret.encode(), aad)
             record = KeyRecord(
-                id=key_id, kid=kid, algo="hs256", status="active", created_at=now,
-                name=spec.name, sealed_secret=sealed,
+                id=key_id,
+                kid=kid,
+                algo="hs256",
+                status="active",
+                created_at=now,
+                name=spec.name,
+                sealed_secret=sealed,
             )
             return CreatedKey(record, spec.secret)
         # RSA generation takes long enough to stall the event loop: use a thread.

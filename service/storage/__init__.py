@@ -18,4 +18,10 @@ from service.storage.base import (
 
 __all__ = [
     "CHANGES_ALL",
-    "InvalidCursor", "RealmExists", "RealmGone", "StorageError", "Store", "StoreUnavailable"]
+    "InvalidCursor",
+    "RealmExists",
+    "RealmGone",
+    "StorageError",
+    "Store",
+    "StoreUnavailable",
+]

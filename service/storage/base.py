@@ -11,7 +11,12 @@ from service.models import AdminKey, KeyRecord, KeyRing, Page, Realm
 __all__ = [
     "CHANGES_ALL",
     "InvalidCursor",
-    "RealmExists", "RealmGone", "StorageError", "Store", "StoreUnavailable"]
+    "RealmExists",
+    "RealmGone",
+    "StorageError",
+    "Store",
+    "StoreUnavailable",
+]
 
 #: Yielded by :meth:`Store.changes` after (re)subscribing: messages may have been
 #: missed, so every cached realm must be checked.

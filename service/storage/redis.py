@@ -98,9 +98,7 @@ class RedisStore:
             # The registry entry goes first: a crash before the script leaves a
             # name that listing skips, never a realm that listing misses.
             await self._redis.zadd(ks.REALMS, {realm.name: 0})
-            result = await self._save(
-                realm.name, "", json.dumps(asdict(realm)), keys, (), now
-            )
+            result = await self._save(realm.name, "", json.dumps(asdict(realm)), keys, (), now)
         if result != "ok":
             raise RealmExists(f"realm {realm.name!r} already exists")
 
@@ -118,7 +116,8 @@ class RedisStore:
         """Realms in name order; names whose realm is gone are skipped."""
         with _translated():
             start = f"({cursor}" if cursor else "-"
-            names: list[str] = await self._redis.zrangebylex(ks.REALMS, start, "+", 0, limit + 1)
+            found = await self._redis.zrangebylex(ks.REALMS, start, "+", 0, limit + 1)
+            names = [str(n) for n in found]
             page, more = names[:limit], len(names) > limit
             metas = await self._redis.mget([ks.meta(n) for n in page]) if page else []
         realms = tuple(Realm(**json.loads(m)) for m in metas if m)
@@ -181,12 +180,10 @@ class RedisStore:
         return result
 
     async def ring_version(self, realm: str) -> str | None:
-        """GET of the version key: one round trip, no records."""
+        """GET of the version key (it exists exactly while the realm does)."""
         with _translated():
-            meta_exists, version = await self._redis.pipeline(transaction=False).exists(
-                ks.meta(realm)
-            ).get(ks.version(realm)).execute()
-        return (version or "") if meta_exists else None
+            version = await self._redis.get(ks.version(realm))
+        return None if version is None else str(version)
 
     async def page_keys(self, realm: str, limit: int, cursor: str | None) -> Page[KeyRecord] | None:
         """Newest first; the cursor is the last member returned (opaque to callers)."""
@@ -207,7 +204,7 @@ class RedisStore:
         """GET of one record."""
         with _translated():
             raw = await self._redis.get(ks.key_record_prefix(realm) + key_id)
-        return _decode_key(raw) if raw else None
+        return _decode_key(str(raw)) if raw else None
 
     async def changes(self) -> AsyncIterator[str]:
         """Subscribe to the change channel, resubscribing after connection loss."""
@@ -223,7 +220,7 @@ class RedisStore:
                 log.warning("change subscription lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(_RESUBSCRIBE_DELAY)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     # Admin keys and the KEK check ------------------------------------------
 
@@ -242,8 +239,8 @@ class RedisStore:
         """SET NX then GET: the first KEK to reach the store wins."""
         with _translated():
             await self._redis.set(ks.KEK_CHECK, value, nx=True)
-            stored: str = await self._redis.get(ks.KEK_CHECK)
-        return stored
+            stored = await self._redis.get(ks.KEK_CHECK)
+        return str(stored)
 
 
 def _member(key: KeyRecord) -> str:
