@@ -15,12 +15,12 @@ from service.clock import Clock
 from service.config import Settings
 from service.http import (
     BodySizeLimit,
+    Services,
     admin_routes,
     exception_handlers,
     health_routes,
     wellknown_routes,
 )
-from service.http import Services
 from service.storage import Store
 
 __all__ = ["create_app", "create_app_from_env"]

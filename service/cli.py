@@ -14,9 +14,11 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Final
 
 from service import __version__, crypto
@@ -35,6 +37,14 @@ class CliError(Exception):
     """A failure to report as one line."""
 
 
+class _Terminated(Exception):
+    """SIGTERM arrived: unwind, so that the embedded server is stopped in order."""
+
+
+def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -46,19 +56,28 @@ def _serve(args: argparse.Namespace) -> int:
         logging.getLogger(PROG).info(
             "get an admin key with: %s admin-key create   (or: make admin-key)", PROG
         )
-    with contextlib.ExitStack() as stack:
-        if settings.embedded:
-            # Started here, before the workers: each worker's lifespan finds it
-            # running and connects; it stops when this process does.
-            stack.enter_context(running_server(settings.data_dir, settings.redis_server_bin))
-        uvicorn.run(
-            "service.app:create_app_from_env",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            proxy_headers=True,
-        )
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it for us to
+    # handle. Left at its default, that kills this process before the ExitStack
+    # below stops the embedded server; as an exception it unwinds through it.
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        with contextlib.ExitStack() as stack:
+            if settings.embedded:
+                # Started here, before the workers: each worker's lifespan finds it
+                # running and connects; it stops when this process does.
+                stack.enter_context(running_server(settings.data_dir, settings.redis_server_bin))
+            uvicorn.run(
+                "service.app:create_app_from_env",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                proxy_headers=True,
+            )
+    except _Terminated:
+        pass  # asked to stop, and stopped cleanly
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
 
 
@@ -133,21 +152,35 @@ def _parser() -> argparse.ArgumentParser:
         "keygen", help="make a key pair; print the public JWK (kid = RFC 7638 thumbprint)"
     )
     keygen.add_argument("--alg", choices=list(_ALGS), default="RS256")
-    keygen.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=4096,
-                        help="RSA key size (default 4096)")
-    keygen.add_argument("--out", default="private.pem",
-                        help="private key file (mode 0600); the public PEM goes to OUT.pub")
+    keygen.add_argument(
+        "--bits",
+        type=int,
+        choices=(2048, 3072, 4096),
+        default=4096,
+        help="RSA key size (default 4096)",
+    )
+    keygen.add_argument(
+        "--out",
+        default="private.pem",
+        help="private key file (mode 0600); the public PEM goes to OUT.pub",
+    )
     keygen.set_defaults(run=_keygen)
 
     pem2jwk = commands.add_parser("pem2jwk", help="print the JWK of a public key file")
-    pem2jwk.add_argument("file", metavar="PUBLIC.pem", help="PEM, OpenSSH or certificate; - for stdin")
+    pem2jwk.add_argument(
+        "file", metavar="PUBLIC.pem", help="PEM, OpenSSH or certificate; - for stdin"
+    )
     pem2jwk.add_argument("--kid", help="key id (default: RFC 7638 thumbprint)")
-    pem2jwk.add_argument("--alg", choices=list(_ALGS), help="must match the key (default: inferred)")
+    pem2jwk.add_argument(
+        "--alg", choices=list(_ALGS), help="must match the key (default: inferred)"
+    )
     pem2jwk.add_argument("--use", choices=("sig",), default="sig")
     pem2jwk.set_defaults(run=_pem2jwk)
 
     admin_key = commands.add_parser("admin-key", help="manage admin API keys")
-    admin_commands = admin_key.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    admin_commands = admin_key.add_subparsers(
+        dest="admin_command", required=True, metavar="COMMAND"
+    )
     create = admin_commands.add_parser("create", help="print a new admin key, once")
     create.add_argument("--realm", help="limit the key to this realm (default: every realm)")
     create.set_defaults(run=_admin_key_create)
@@ -168,4 +201,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return status
-

@@ -79,8 +79,13 @@ class Settings:
         )
 
 
+def _is_number(raw: str) -> bool:
+    # str.isdigit() alone also accepts "²" (int() then raises) and "٣" (int() reads 3).
+    return raw.isascii() and raw.isdigit()
+
+
 def _seconds(name: str, raw: str) -> int:
-    if not raw.isdigit():
+    if not _is_number(raw):
         raise ConfigError(name, f"must be a whole number of seconds, got {raw!r}")
     return int(raw)
 
@@ -93,16 +98,21 @@ def _positive_seconds(name: str, raw: str) -> int:
 
 
 def _rsa_bits(name: str, raw: str) -> int:
-    if not raw.isdigit() or int(raw) not in RSA_BITS:
+    if not _is_number(raw) or int(raw) not in RSA_BITS:
         raise ConfigError(name, f"must be one of 2048, 3072, 4096, got {raw!r}")
     return int(raw)
 
 
 def _redis_url(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
+    # The URL may hold a password: no message quotes it.
+    try:
+        parts = urlsplit(raw)
+        hostname, _port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise ConfigError(name, "is not a valid URL (bad host or port)") from exc
     if parts.scheme not in REDIS_SCHEMES:
         raise ConfigError(name, "must start with redis://, rediss:// or unix://")
-    if parts.scheme != "unix" and not parts.hostname:
+    if parts.scheme != "unix" and not hostname:
         raise ConfigError(name, "has no host")
     if parts.scheme == "unix" and not parts.path:
         raise ConfigError(name, "has no socket path")
@@ -110,7 +120,11 @@ def _redis_url(name: str, raw: str) -> str:
 
 
 def _issuer(name: str, raw: str) -> str:
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+        _port = parts.port
+    except ValueError as exc:
+        raise ConfigError(name, f"is not a valid URL, got {raw!r}") from exc
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(name, f"must be an http(s) base URL, got {raw!r}")
     if parts.query or parts.fragment:

@@ -22,7 +22,7 @@ async def read_json_object(request: Request) -> dict[str, Any]:
     """
     try:
         body = json.loads(await request.body())
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
         raise InvalidInput("the body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise InvalidInput("the body must be a JSON object")

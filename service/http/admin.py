@@ -33,7 +33,7 @@ async def _admin(request: Request) -> tuple[Services, AdminKey]:
 async def _admin_for_realm(request: Request) -> tuple[Services, str]:
     svc, admin = await _admin(request)
     realm: str = request.path_params["realm"]
-    if not admin.allows(realm):
+    if not admin.allows(realm) or not REALM_NAME.fullmatch(realm):
         raise RealmNotFound(realm)
     return svc, realm
 

@@ -9,6 +9,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.http._state import services
+from service.keys import RealmNotFound
+from service.models import REALM_NAME
 
 __all__ = ["wellknown_routes"]
 
@@ -26,6 +28,8 @@ async def jwks(request: Request) -> Response:
     """The realm's JWKS: pre-serialised, with a strong ETag and a public max-age."""
     svc = services(request)
     realm = request.path_params.get("realm", DEFAULT_REALM)
+    if not REALM_NAME.fullmatch(realm):
+        raise RealmNotFound(realm)
     document = await svc.keys.jwks(realm)
     headers = {
         "Cache-Control": f"public, max-age={svc.jwks_max_age}",

@@ -20,7 +20,7 @@ from typing import Final
 
 from service import crypto
 from service.clock import Clock
-from service.errors import InvalidInput
+from service.errors import InvalidInput, Unavailable
 from service.keys import policy
 from service.keys.cache import JwksDocument, RingCache
 from service.keys.errors import Busy, KeyNotFound, RealmNameTaken, RealmNotFound
@@ -240,10 +240,15 @@ class KeyManager:
         poller = asyncio.ensure_future(poll())
         try:
             async for realm in self._store.changes():
-                if realm == CHANGES_ALL:
-                    await self._cache.revalidate()
-                else:
+                if realm != CHANGES_ALL:
                     self._cache.invalidate(realm)
+                    continue
+                try:
+                    await self._cache.revalidate()
+                except Unavailable:
+                    # Keep serving what we have (verifiers need the JWKS most while
+                    # the store is down); the periodic check catches up.
+                    log.warning("key ring revalidation failed; retrying in the background")
         finally:
             poller.cancel()
 

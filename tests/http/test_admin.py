@@ -35,7 +35,9 @@ def test_missing_or_bad_admin_key_is_401(client: TestClient) -> None:
         assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-def test_realm_lifecycle(client: TestClient, admin: dict[str, str], redis_client: redis.Redis) -> None:
+def test_realm_lifecycle(
+    client: TestClient, admin: dict[str, str], redis_client: redis.Redis
+) -> None:
     created = client.post("/v1/realms", json={"name": "acme-1"}, headers=admin)
     assert created.status_code == 201
     assert created.json()["jwks_uri"] == "http://testserver/realms/acme-1/.well-known/jwks.json"
@@ -50,15 +52,26 @@ def test_realm_lifecycle(client: TestClient, admin: dict[str, str], redis_client
     assert not [k for k in redis_client.scan_iter() if "{acme-1}" in k]
 
 
-def test_bad_realm_names_store_nothing(client: TestClient, admin: dict[str, str], redis_client: redis.Redis) -> None:
+def test_bad_realm_names_store_nothing(
+    client: TestClient, admin: dict[str, str], redis_client: redis.Redis
+) -> None:
     before = redis_client.dbsize()
-    for body in ({"name": "Acme"}, {"name": ""}, {"name": "a" * 65}, {"name": "a_b"}, {"name": 5}, {}):
+    for body in (
+        {"name": "Acme"},
+        {"name": ""},
+        {"name": "a" * 65},
+        {"name": "a_b"},
+        {"name": 5},
+        {},
+    ):
         problem = assert_problem(client.post("/v1/realms", json=body, headers=admin), 400)
         assert problem["field"] == "name"
     assert redis_client.dbsize() == before
 
 
-def test_realm_scoped_admin_key(client: TestClient, admin: dict[str, str], settings: Settings) -> None:
+def test_realm_scoped_admin_key(
+    client: TestClient, admin: dict[str, str], settings: Settings
+) -> None:
     client.post("/v1/realms", json={"name": "acme"}, headers=admin)
     client.post("/v1/realms", json={"name": "other"}, headers=admin)
 
@@ -73,7 +86,10 @@ def test_realm_scoped_admin_key(client: TestClient, admin: dict[str, str], setti
     scoped = {"Authorization": f"Bearer {asyncio.run(scoped_key())}"}
     assert [r["name"] for r in client.get("/v1/realms", headers=scoped).json()["data"]] == ["acme"]
     assert client.get("/v1/realms/acme/jwt_keys", headers=scoped).status_code == 200
-    assert client.post("/v1/realms/acme/jwt_keys", json={"algo": "es256"}, headers=scoped).status_code == 201
+    assert (
+        client.post("/v1/realms/acme/jwt_keys", json={"algo": "es256"}, headers=scoped).status_code
+        == 201
+    )
     for method, path in (
         ("GET", "/v1/realms/other/jwt_keys"),
         ("GET", "/v1/realms/other"),
@@ -87,7 +103,12 @@ def test_realm_scoped_admin_key(client: TestClient, admin: dict[str, str], setti
 
 def test_key_listing_pages(client: TestClient, admin: dict[str, str]) -> None:
     for _ in range(4):
-        assert client.post("/v1/realms/default/jwt_keys", json={"algo": "eddsa"}, headers=admin).status_code == 201
+        assert (
+            client.post(
+                "/v1/realms/default/jwt_keys", json={"algo": "eddsa"}, headers=admin
+            ).status_code
+            == 201
+        )
     seen: list[str] = []
     cursor = None
     while True:
@@ -99,11 +120,15 @@ def test_key_listing_pages(client: TestClient, admin: dict[str, str]) -> None:
             break
     assert len(seen) == 5 == len(set(seen))
     for bad in ("limit=0", "limit=101", "limit=x", "cursor=bogus"):
-        problem = assert_problem(client.get(f"/v1/realms/default/jwt_keys?{bad}", headers=admin), 400)
+        problem = assert_problem(
+            client.get(f"/v1/realms/default/jwt_keys?{bad}", headers=admin), 400
+        )
         assert problem["field"] == bad.split("=")[0]
 
 
-def test_delete_key_expires_it_and_replaces_the_signer(client: TestClient, admin: dict[str, str]) -> None:
+def test_delete_key_expires_it_and_replaces_the_signer(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     (first,) = client.get("/v1/realms/default/jwt_keys", headers=admin).json()["data"]
     deleted = client.delete(f"/v1/realms/default/jwt_keys/{first['id']}", headers=admin)
     assert deleted.status_code == 202
@@ -117,9 +142,14 @@ def test_delete_key_expires_it_and_replaces_the_signer(client: TestClient, admin
     forced = client.delete(f"/v1/realms/default/jwt_keys/{first['id']}?force=true", headers=admin)
     assert forced.status_code == 202
     assert_problem(client.get(f"/v1/realms/default/jwt_keys/{first['id']}", headers=admin), 404)
-    assert [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]] == [keys[0]["kid"]]
+    assert [k["kid"] for k in client.get("/.well-known/jwks.json").json()["keys"]] == [
+        keys[0]["kid"]
+    ]
     assert_problem(client.delete("/v1/realms/default/jwt_keys/jky_nope", headers=admin), 404)
-    assert_problem(client.delete(f"/v1/realms/default/jwt_keys/{keys[0]['id']}?force=maybe", headers=admin), 400)
+    assert_problem(
+        client.delete(f"/v1/realms/default/jwt_keys/{keys[0]['id']}?force=maybe", headers=admin),
+        400,
+    )
 
 
 def test_body_over_64_kib_is_413(client: TestClient, admin: dict[str, str]) -> None:

@@ -25,7 +25,10 @@ def test_etag_and_304(client: TestClient, admin: dict[str, str]) -> None:
     again = client.get("/.well-known/jwks.json", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.content == b""
     assert again.headers["etag"] == etag
-    assert client.get("/.well-known/jwks.json", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert (
+        client.get("/.well-known/jwks.json", headers={"If-None-Match": '"other"'}).status_code
+        == 200
+    )
     # A change gives a new body and a new ETag; the old one no longer matches.
     client.post("/v1/realms/default/jwt_keys", json={"algo": "es256"}, headers=admin)
     changed = client.get("/.well-known/jwks.json", headers={"If-None-Match": etag})

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import base64
+import json
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -46,7 +46,9 @@ def test_concurrent_creations_on_two_instances_leave_one_active_key_per_algo(
     assert sum(k["status"] == "expired" for k in keys) == 17
 
 
-async def test_two_managers_racing_never_make_two_active_keys(store: RedisStore, redis_url: str) -> None:
+async def test_two_managers_racing_never_make_two_active_keys(
+    store: RedisStore, redis_url: str
+) -> None:
     from service.storage.redis import connect
 
     other_store = connect(redis_url)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.keys import KeyNotFound, KidInUse
-from service.keys import policy
+from service.keys import KeyNotFound, KidInUse, policy
 from service.models import KeyRecord, KeyRing, Realm
 
 NOW = 1_800_000_000.0
@@ -14,7 +13,11 @@ GRACE = 3600
 
 def rec(n: int, algo: str = "rs256", status: str = "active", kid: str | None = None) -> KeyRecord:
     return KeyRecord(
-        id=f"jky_{n}", kid=kid or f"jky_{n}", algo=algo, status=status, created_at=NOW + n  # type: ignore[arg-type]
+        id=f"jky_{n}",
+        kid=kid or f"jky_{n}",
+        algo=algo,
+        status=status,
+        created_at=NOW + n,  # type: ignore[arg-type]
     )
 
 
@@ -45,7 +48,10 @@ def test_remove_retires_then_is_idempotent() -> None:
     change = policy.remove(r, "jky_1", NOW, GRACE, force=False)
     (retired,) = change.put
     assert retired.status == "expired" and retired.expires_at == NOW + GRACE
-    assert policy.remove(policy.applied(r, change), "jky_1", NOW + 5, GRACE, force=False) == policy.RingChange()
+    assert (
+        policy.remove(policy.applied(r, change), "jky_1", NOW + 5, GRACE, force=False)
+        == policy.RingChange()
+    )
 
 
 def test_force_removal_deletes() -> None:

@@ -149,7 +149,9 @@ async def test_kek_check_first_writer_wins(store: RedisStore) -> None:
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
-async def test_replies_do_not_depend_on_protocol(redis_url: str, store: RedisStore, protocol: int) -> None:
+async def test_replies_do_not_depend_on_protocol(
+    redis_url: str, store: RedisStore, protocol: int
+) -> None:
     import redis.asyncio as aioredis
 
     other = RedisStore(aioredis.from_url(redis_url, decode_responses=True, protocol=protocol))

@@ -1,0 +1,228 @@
+"""Settings.from_env: defaults, every variable parsed, every bad value a ConfigError."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, Settings
+from service.errors import ServiceError
+
+KEK_BYTES = bytes(range(32))
+KEK_B64 = base64.b64encode(KEK_BYTES).decode()
+ADMIN_KEY = "bootstrap-admin-key-0123456789ab"
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = Settings.from_env({})
+    assert settings == Settings()
+    assert settings.redis_url is None
+    assert settings.embedded
+    assert settings.data_dir == Path(".jwks-data")
+    assert settings.issuer == "http://127.0.0.1:8000"
+    assert settings.bootstrap_admin_key is None
+    assert settings.kek is None
+    assert settings.jwks_max_age == 300
+    assert settings.key_grace == 86_400
+    assert settings.rsa_bits == 2048
+    assert settings.redis_server_bin is None
+
+
+def test_empty_or_blank_values_mean_unset() -> None:
+    blank = {
+        name: value
+        for name, value in [
+            ("JWKS_REDIS_URL", ""),
+            ("JWKS_DATA_DIR", "  "),
+            ("JWKS_ISSUER", ""),
+            ("JWKS_BOOTSTRAP_ADMIN_KEY", " "),
+            ("JWKS_KEK", ""),
+            ("JWKS_JWKS_MAX_AGE", ""),
+            ("JWKS_KEY_GRACE", "\t"),
+            ("JWKS_RSA_BITS", ""),
+        ]
+    }
+    assert Settings.from_env(blank) == Settings()
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert Settings.from_env({"REDIS_URL": "http://nope", "JWKS_UNKNOWN": "x"}) == Settings()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost:6380/0",
+        "redis://:pw@cache.internal:6379",
+        "rediss://user:pw@cache.example.com:6380/1",
+        "unix:///run/valkey/valkey.sock",
+        "unix:///tmp/v.sock?db=2",
+    ],
+)
+def test_redis_url_accepted(url: str) -> None:
+    settings = Settings.from_env({"JWKS_REDIS_URL": url})
+    assert settings.redis_url == url
+    assert not settings.embedded
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://localhost:6379",
+        "localhost:6379",
+        "redis://",
+        "redis:///0",
+        "unix://",
+        "redis://[::1",
+        "redis://cache:notaport",
+        "redis://cache:99999",
+    ],
+)
+def test_bad_redis_url_is_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_REDIS_URL": url})
+    assert caught.value.variable == "JWKS_REDIS_URL"
+    assert str(caught.value).startswith("JWKS_REDIS_URL")
+
+
+def test_bad_redis_url_error_hides_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_REDIS_URL": "http://:hunter2-password@cache:6379"})
+    assert "hunter2-password" not in str(caught.value)
+
+
+def test_data_dir(tmp_path: Path) -> None:
+    assert Settings.from_env({"JWKS_DATA_DIR": str(tmp_path)}).data_dir == tmp_path
+    assert Settings.from_env({"JWKS_DATA_DIR": "rel/dir"}).data_dir == Path("rel/dir")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://auth.example.com", "https://auth.example.com"),
+        ("https://auth.example.com/", "https://auth.example.com"),
+        ("https://auth.example.com/tenant//", "https://auth.example.com/tenant"),
+        ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+    ],
+)
+def test_issuer_trailing_slash_stripped(raw: str, expected: str) -> None:
+    assert Settings.from_env({"JWKS_ISSUER": raw}).issuer == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "auth.example.com",
+        "ftp://auth.example.com",
+        "https://",
+        "https://auth.example.com/?tenant=1",
+        "https://auth.example.com/#top",
+        "http://[::1",
+        "https://auth.example.com:https",
+    ],
+)
+def test_bad_issuer_is_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_ISSUER": raw})
+    assert str(caught.value).startswith("JWKS_ISSUER")
+
+
+def test_bootstrap_admin_key_of_32_chars_accepted() -> None:
+    assert len(ADMIN_KEY) == 32
+    settings = Settings.from_env({"JWKS_BOOTSTRAP_ADMIN_KEY": ADMIN_KEY})
+    assert settings.bootstrap_admin_key == ADMIN_KEY
+
+
+def test_short_bootstrap_admin_key_is_config_error_without_the_key() -> None:
+    short = ADMIN_KEY[:31]
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_BOOTSTRAP_ADMIN_KEY": short})
+    assert str(caught.value).startswith("JWKS_BOOTSTRAP_ADMIN_KEY")
+    assert short not in str(caught.value)
+    assert short not in repr(caught.value.args)
+
+
+def test_kek_is_base64_of_32_bytes() -> None:
+    assert Settings.from_env({"JWKS_KEK": KEK_B64}).kek == KEK_BYTES
+    assert Settings.from_env({"JWKS_KEK": f"  {KEK_B64}\n"}).kek == KEK_BYTES
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        base64.b64encode(bytes(31)).decode(),
+        base64.b64encode(bytes(33)).decode(),
+        base64.b64encode(b"\x01" * 64).decode(),
+        "not base64 at all, but quite long enough!!",
+        base64.urlsafe_b64encode(b"\xfb" * 32).decode(),
+        KEK_B64[:-4],
+    ],
+)
+def test_bad_kek_is_config_error_without_the_value(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_KEK": raw})
+    assert str(caught.value).startswith("JWKS_KEK")
+    assert raw not in str(caught.value)
+    assert raw not in repr(caught.value.args)
+    assert caught.value.__cause__ is None or raw not in str(caught.value.__cause__)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("0", 0), ("60", 60), (" 3600 ", 3600)])
+def test_jwks_max_age(raw: str, expected: int) -> None:
+    assert Settings.from_env({"JWKS_JWKS_MAX_AGE": raw}).jwks_max_age == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1", 1), ("604800", 604_800)])
+def test_key_grace(raw: str, expected: int) -> None:
+    assert Settings.from_env({"JWKS_KEY_GRACE": raw}).key_grace == expected
+
+
+@pytest.mark.parametrize("raw", ["2048", "3072", "4096"])
+def test_rsa_bits(raw: str) -> None:
+    assert Settings.from_env({"JWKS_RSA_BITS": raw}).rsa_bits == int(raw)
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("JWKS_JWKS_MAX_AGE", "5m"),
+        ("JWKS_JWKS_MAX_AGE", "-1"),
+        ("JWKS_JWKS_MAX_AGE", "1.5"),
+        ("JWKS_JWKS_MAX_AGE", "\u00b2"),
+        ("JWKS_KEY_GRACE", "0"),
+        ("JWKS_KEY_GRACE", "1d"),
+        ("JWKS_KEY_GRACE", "\u0663"),
+        ("JWKS_RSA_BITS", "1024"),
+        ("JWKS_RSA_BITS", "8192"),
+        ("JWKS_RSA_BITS", "2048.0"),
+        ("JWKS_RSA_BITS", "\u00b9\u2070\u00b2\u2074"),
+    ],
+)
+def test_bad_number_is_config_error(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: raw})
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(variable)
+
+
+def test_first_bad_variable_is_named_and_good_ones_do_not_hide_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_ISSUER": "https://ok.example", "JWKS_RSA_BITS": "512"})
+    assert caught.value.variable == "JWKS_RSA_BITS"
+
+
+def test_config_error_is_a_service_error_with_a_safe_detail() -> None:
+    with pytest.raises(ServiceError) as caught:
+        Settings.from_env({"JWKS_JWKS_MAX_AGE": "soon"})
+    assert isinstance(caught.value, ConfigError)
+    assert caught.value.detail == str(caught.value)
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({"JWKS_RSA_BITS": "3072"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.rsa_bits = 4096  # type: ignore[misc]
+    assert settings.rsa_bits == 3072
