@@ -47,7 +47,9 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         if any(h in url for h in ("127.0.0.1:6379", "localhost:6379")) or url.rstrip("/").endswith(
             ("127.0.0.1", "localhost")
         ):
-            pytest.exit("JWKS_TEST_REDIS_URL must not be the default server on :6379: tests flush it")
+            pytest.exit(
+                "JWKS_TEST_REDIS_URL must not be the default server on :6379: tests flush it"
+            )
         yield url
         return
     server = EmbeddedServer(tmp_path_factory.mktemp("valkey"), find_server_binary())

@@ -56,5 +56,5 @@ class Sealer:
         nonce, ciphertext = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
         try:
             return self._aead.decrypt(nonce, ciphertext, aad)
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:  # ValueError: too short to hold a nonce
             raise SealError("sealed value does not open with this KEK") from exc

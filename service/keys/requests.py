@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,11 +82,13 @@ def parse_key_request(body: Mapping[str, Any]) -> KeySpec:
         if "key" in body:
             raise InvalidInput("send either public_key or key, not both", field="key")
         if not isinstance(body["public_key"], str | dict):
-            raise InvalidInput("public_key must be a PEM string or a JWK object", field="public_key")
+            raise InvalidInput(
+                "public_key must be a PEM string or a JWK object", field="public_key"
+            )
         if algo == "hs256":
             raise InvalidInput("hs256 keys are secrets: send them as key", field="algo")
-        if kid is None and isinstance(body["public_key"], dict) and "kid" in body["public_key"]:
-            kid = _kid(body["public_key"]["kid"])  # a JWK's own kid is kept
+        if kid is None:
+            kid = _jwk_kid(body["public_key"])  # a JWK's own kid is kept
         return UploadPublicKey(body["public_key"], algo, name, kid)
     if algo is None:
         raise InvalidInput("algo is required (rs256, hs256, es256 or eddsa)", field="algo")
@@ -104,6 +107,22 @@ def parse_key_request(body: Mapping[str, Any]) -> KeySpec:
     if kid is not None:
         raise InvalidInput("kid can only be chosen for uploaded keys", field="kid")
     return GenerateKey(algo, name)
+
+
+def _jwk_kid(public_key: str | dict[str, Any]) -> str | None:
+    """The kid of a JWK sent as an object or as JSON text (RFC 7517 §4.5), if it has one."""
+    members: object = public_key
+    if isinstance(public_key, str):
+        text = public_key.strip()
+        if not text.startswith("{"):
+            return None  # PEM or OpenSSH: no kid of its own
+        try:
+            members = json.loads(text)
+        except ValueError:
+            return None  # not JSON: the key parser names the problem
+    if not isinstance(members, dict) or "kid" not in members:
+        return None
+    return _kid(members["kid"])
 
 
 def _algo(value: object) -> Algo | None:
