@@ -17,8 +17,10 @@ from service.http import (
     BodySizeLimit,
     Services,
     admin_routes,
+    client_routes,
     exception_handlers,
     health_routes,
+    oauth_routes,
     wellknown_routes,
 )
 from service.storage import Store
@@ -44,11 +46,14 @@ def create_app(
             try:
                 yield {
                     "services": Services(
+                        settings=settings,
                         keys=runtime.keys,
                         admins=runtime.admins,
                         store=runtime.store,
-                        jwks_max_age=settings.jwks_max_age,
-                        issuer=settings.issuer,
+                        clients=runtime.clients,
+                        authenticator=runtime.authenticator,
+                        grant=runtime.grant,
+                        introspector=runtime.introspector,
                     )
                 }
             finally:
@@ -57,7 +62,13 @@ def create_app(
                     await watcher
 
     return Starlette(
-        routes=[*health_routes(), *wellknown_routes(), *admin_routes()],
+        routes=[
+            *health_routes(),
+            *wellknown_routes(),
+            *oauth_routes(),
+            *admin_routes(),
+            *client_routes(),
+        ],
         middleware=[Middleware(BodySizeLimit)],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,

@@ -17,6 +17,10 @@ from service import crypto
 from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
 from service.keys import AdminKeys, KeyManager
+from service.oauth.client_auth import ClientAuthenticator
+from service.oauth.clients import ClientRegistry
+from service.oauth.grants import ClientCredentialsGrant
+from service.oauth.introspection import Introspector
 from service.storage import Store
 from service.storage.embedded import running_server
 from service.storage.redis import connect
@@ -31,6 +35,10 @@ class Runtime:
     store: Store
     keys: KeyManager
     admins: AdminKeys
+    clients: ClientRegistry
+    authenticator: ClientAuthenticator
+    grant: ClientCredentialsGrant
+    introspector: Introspector
 
 
 def load_or_create_kek(data_dir: Path) -> bytes:
@@ -87,4 +95,13 @@ async def open_runtime(
         )
         await keys.check_kek()
         await keys.ensure_default_realm()
-        yield Runtime(store, keys, AdminKeys(store, clock, settings.bootstrap_admin_key))
+        clients = ClientRegistry(store, clock)
+        yield Runtime(
+            store=store,
+            keys=keys,
+            admins=AdminKeys(store, clock, settings.bootstrap_admin_key),
+            clients=clients,
+            authenticator=ClientAuthenticator(clients, store, clock),
+            grant=ClientCredentialsGrant(keys, clock, settings.token_ttl),
+            introspector=Introspector(keys, clock),
+        )

@@ -48,6 +48,13 @@ class Settings:
     key_grace: int = 86_400
     rsa_bits: int = 2048
     redis_server_bin: str | None = None
+    token_ttl: int = 600
+    max_assertion_lifetime: int = 3600
+    strict_assertion_audience: bool = False
+
+    def issuer_of(self, realm: str) -> str:
+        """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""
+        return self.issuer if realm == "default" else f"{self.issuer}/realms/{realm}"
 
     @property
     def embedded(self) -> bool:
@@ -76,6 +83,13 @@ class Settings:
             key_grace=get("JWKS_KEY_GRACE", _positive_seconds, cls.key_grace),
             rsa_bits=get("JWKS_RSA_BITS", _rsa_bits, cls.rsa_bits),
             redis_server_bin=get("JWKS_REDIS_SERVER_BIN", lambda _n, v: v, None),
+            token_ttl=get("JWKS_TOKEN_TTL", _positive_seconds, cls.token_ttl),
+            max_assertion_lifetime=get(
+                "JWKS_MAX_ASSERTION_LIFETIME", _positive_seconds, cls.max_assertion_lifetime
+            ),
+            strict_assertion_audience=get(
+                "JWKS_STRICT_ASSERTION_AUDIENCE", _boolean, cls.strict_assertion_audience
+            ),
         )
 
 
@@ -95,6 +109,13 @@ def _positive_seconds(name: str, raw: str) -> int:
     if value < 1:
         raise ConfigError(name, "must be at least 1 second")
     return value
+
+
+def _boolean(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(name, f"must be true or false, got {raw!r}")
+    return value in ("true", "1", "yes")
 
 
 def _rsa_bits(name: str, raw: str) -> int:

@@ -14,10 +14,13 @@ from typing import Any, Final, Generic, Literal, TypeVar, get_args
 __all__ = [
     "ALGOS",
     "ASYMMETRIC_ALGOS",
+    "AUTH_METHODS",
     "JWS_ALG",
     "REALM_NAME",
     "AdminKey",
     "Algo",
+    "AuthMethod",
+    "Client",
     "KeyRecord",
     "KeyRing",
     "KeyStatus",
@@ -27,8 +30,12 @@ __all__ = [
 
 Algo = Literal["rs256", "hs256", "es256", "eddsa"]
 KeyStatus = Literal["next", "active", "expired", "verify_only"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]
+TokenProfile = Literal["rfc9068", "jitsi"]
 
 ALGOS: Final[tuple[Algo, ...]] = get_args(Algo)
+AUTH_METHODS: Final[tuple[AuthMethod, ...]] = get_args(AuthMethod)
+TOKEN_PROFILES: Final[tuple[TokenProfile, ...]] = get_args(TokenProfile)
 ASYMMETRIC_ALGOS: Final[frozenset[Algo]] = frozenset({"rs256", "es256", "eddsa"})
 #: The JWS "alg" (RFC 7518 §3.1, RFC 8037 §3.1) each key algorithm signs with.
 JWS_ALG: Final[Mapping[Algo, str]] = {
@@ -120,6 +127,34 @@ class AdminKey:
     def allows(self, realm: str) -> bool:
         """Whether this key may act on ``realm`` (global keys may act on every realm)."""
         return self.realm is None or self.realm == realm
+
+
+@dataclass(frozen=True)
+class Client:
+    """An OAuth client of a realm (RFC 7591 metadata plus our extensions).
+
+    ``client_secret_hash`` is the SHA-256 of the secret, for the secret methods;
+    ``jwks`` holds the public keys of a private_key_jwt client.
+    """
+
+    client_id: str
+    client_id_issued_at: float
+    token_endpoint_auth_method: AuthMethod
+    client_name: str | None = None
+    grant_types: tuple[str, ...] = ("client_credentials",)
+    scope: str | None = None
+    jwks: tuple[Mapping[str, Any], ...] = field(default=(), hash=False)
+    client_secret_hash: str | None = None
+    allowed_rooms: tuple[str, ...] = ()
+    token_profile: TokenProfile = "rfc9068"
+    jitsi_app_id: str | None = None
+    allowed_features: tuple[str, ...] = ()
+    default_audience: str | None = None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The scopes the client may ask for."""
+        return frozenset((self.scope or "").split())
 
 
 @dataclass(frozen=True)

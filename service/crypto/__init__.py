@@ -1,12 +1,14 @@
 """Everything cryptographic, and the only package that imports joserfc.
 
 It generates keys, parses the public keys tenants upload (PEM, OpenSSH or JWK),
-builds public JWKs and thumbprints, converts JWKs to PEM, and seals secrets with
-AES-256-GCM before they reach the store. joserfc and cryptography exceptions are
-translated into ``CryptoError`` subclasses here and never leave the package.
+builds public JWKs and thumbprints, converts JWKs to PEM, signs and verifies JWTs
+and checks their claims, parses client key sets (RFC 7591 ``jwks``), and seals
+secrets with AES-256-GCM before they reach the store. joserfc and cryptography
+exceptions are translated into ``CryptoError`` subclasses here and never leave
+the package.
 """
 
-from service.crypto._errors import CryptoError, InvalidKey, SealError
+from service.crypto._errors import CryptoError, InvalidKey, InvalidToken, SealError
 from service.crypto._keys import (
     GeneratedKey,
     KeyPair,
@@ -19,20 +21,37 @@ from service.crypto._keys import (
     thumbprint,
 )
 from service.crypto._sealing import Sealer, new_kek
+from service.crypto._tokens import (
+    check_claims,
+    parse_client_jwks,
+    sign_jwt,
+    unverified_claims,
+    unverified_header,
+    verification_algorithms,
+    verify_jwt,
+)
 
 __all__ = [
     "CryptoError",
     "GeneratedKey",
     "InvalidKey",
+    "InvalidToken",
     "KeyPair",
     "PublicKeyInfo",
     "SealError",
     "Sealer",
+    "check_claims",
     "generate_key",
     "generate_key_pair",
     "jwk_to_pem",
     "new_kek",
+    "parse_client_jwks",
     "parse_public_key",
     "public_jwk",
+    "sign_jwt",
     "thumbprint",
+    "unverified_claims",
+    "unverified_header",
+    "verification_algorithms",
+    "verify_jwt",
 ]

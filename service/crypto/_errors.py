@@ -18,3 +18,11 @@ class InvalidKey(CryptoError):
 
 class SealError(CryptoError):
     """A sealed secret cannot be opened: wrong KEK, tampered or misplaced ciphertext."""
+
+
+class InvalidToken(CryptoError):
+    """A JWT is malformed, its signature or algorithm is not acceptable, or a claim fails.
+
+    The detail names the failing check (``"exp: the token has expired"``); it never
+    echoes the token, a key or a secret.
+    """

@@ -7,8 +7,10 @@ problem+json); ``limits`` caps request bodies; ``admin`` is the /v1 API;
 
 from service.http._state import Services
 from service.http.admin import admin_routes
+from service.http.clients import client_routes
 from service.http.health import health_routes
 from service.http.limits import BodySizeLimit
+from service.http.oauth import oauth_routes
 from service.http.problems import exception_handlers
 from service.http.wellknown import wellknown_routes
 
@@ -16,7 +18,9 @@ __all__ = [
     "BodySizeLimit",
     "Services",
     "admin_routes",
+    "client_routes",
     "exception_handlers",
     "health_routes",
+    "oauth_routes",
     "wellknown_routes",
 ]

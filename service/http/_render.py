@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.clock import rfc3339
-from service.models import KeyRecord, Realm
+from service.models import Client, KeyRecord, Realm
 
-__all__ = ["key_object", "realm_object"]
+__all__ = ["client_object", "key_object", "realm_object"]
 
 
 def key_object(key: KeyRecord, secret: str | None = None) -> dict[str, Any]:
@@ -37,3 +37,26 @@ def realm_object(realm: Realm, issuer: str) -> dict[str, Any]:
         "created_at": rfc3339(realm.created_at),
         "jwks_uri": f"{base}/.well-known/jwks.json",
     }
+
+
+def client_object(client: Client, secret: str | None = None) -> dict[str, Any]:
+    """A client's registration response (RFC 7591 §3.2.1); the secret only on creation."""
+    body: dict[str, Any] = {
+        "client_id": client.client_id,
+        "client_id_issued_at": int(client.client_id_issued_at),
+        "client_name": client.client_name,
+        "token_endpoint_auth_method": client.token_endpoint_auth_method,
+        "grant_types": list(client.grant_types),
+        "scope": client.scope,
+        "jwks": {"keys": [dict(k) for k in client.jwks]} if client.jwks else None,
+        "allowed_rooms": list(client.allowed_rooms),
+        "token_profile": client.token_profile,
+        "jitsi_app_id": client.jitsi_app_id,
+        "allowed_features": list(client.allowed_features),
+        "default_audience": client.default_audience,
+    }
+    body = {k: v for k, v in body.items() if v is not None}
+    if secret is not None:
+        body["client_secret"] = secret
+        body["client_secret_expires_at"] = 0  # RFC 7591 §3.2.1: 0 = never
+    return body

@@ -7,7 +7,12 @@ from typing import Protocol
 
 from starlette.requests import Request
 
+from service.config import Settings
 from service.keys import AdminKeys, KeyManager
+from service.oauth.client_auth import ClientAuthenticator
+from service.oauth.clients import ClientRegistry
+from service.oauth.grants import ClientCredentialsGrant
+from service.oauth.introspection import Introspector
 
 __all__ = ["Services", "services"]
 
@@ -20,11 +25,24 @@ class _Pingable(Protocol):
 class Services:
     """What the lifespan hands to every request (Starlette lifespan state)."""
 
+    settings: Settings
     keys: KeyManager
     admins: AdminKeys
     store: _Pingable
-    jwks_max_age: int
-    issuer: str
+    clients: ClientRegistry
+    authenticator: ClientAuthenticator
+    grant: ClientCredentialsGrant
+    introspector: Introspector
+
+    @property
+    def jwks_max_age(self) -> int:
+        """Seconds a verifier may cache a JWKS (or an ASAP PEM)."""
+        return self.settings.jwks_max_age
+
+    @property
+    def issuer(self) -> str:
+        """The base URL (the default realm's issuer identifier)."""
+        return self.settings.issuer
 
 
 def services(request: Request) -> Services:

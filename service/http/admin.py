@@ -17,7 +17,7 @@ from service.http._state import Services, services
 from service.keys import RealmNotFound, parse_key_request, parse_realm_name
 from service.models import REALM_NAME, AdminKey, Page, Realm
 
-__all__ = ["admin_routes"]
+__all__ = ["admin_for_realm", "admin_routes"]
 
 
 def _bearer(request: Request) -> str | None:
@@ -30,7 +30,12 @@ async def _admin(request: Request) -> tuple[Services, AdminKey]:
     return svc, await svc.admins.authenticate(_bearer(request))
 
 
-async def _admin_for_realm(request: Request) -> tuple[Services, str]:
+async def admin_for_realm(request: Request) -> tuple[Services, str]:
+    """The services and the realm named in the path, if the admin key may act on it.
+
+    :raises Unauthorized: no valid admin key.
+    :raises RealmNotFound: the key is scoped to another realm (or the name is invalid).
+    """
     svc, admin = await _admin(request)
     realm: str = request.path_params["realm"]
     if not admin.allows(realm) or not REALM_NAME.fullmatch(realm):
@@ -67,20 +72,20 @@ async def create_realm(request: Request) -> Response:
 
 async def get_realm(request: Request) -> Response:
     """``GET /v1/realms/{realm}``."""
-    svc, realm = await _admin_for_realm(request)
+    svc, realm = await admin_for_realm(request)
     return JSONResponse(realm_object(await svc.keys.realm(realm), svc.issuer))
 
 
 async def delete_realm(request: Request) -> Response:
     """``DELETE /v1/realms/{realm}``: the realm, its keys and clients."""
-    svc, realm = await _admin_for_realm(request)
+    svc, realm = await admin_for_realm(request)
     await svc.keys.delete_realm(realm)
     return Response(status_code=204)
 
 
 async def list_keys(request: Request) -> Response:
     """``GET /v1/realms/{realm}/jwt_keys``: newest first, cursor-paginated."""
-    svc, realm = await _admin_for_realm(request)
+    svc, realm = await admin_for_realm(request)
     limit, cursor = page_params(request)
     page = await svc.keys.list_keys(realm, limit, cursor)
     return _page([key_object(k) for k in page.items], page.next_cursor)
@@ -88,7 +93,7 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     """``POST /v1/realms/{realm}/jwt_keys``: generate, import a secret, or upload a public key."""
-    svc, realm = await _admin_for_realm(request)
+    svc, realm = await admin_for_realm(request)
     spec = parse_key_request(await read_json_object(request))
     created = await svc.keys.create_key(realm, spec)
     return JSONResponse(key_object(created.key, created.secret), status_code=201)
@@ -96,13 +101,13 @@ async def create_key(request: Request) -> Response:
 
 async def get_key(request: Request) -> Response:
     """``GET /v1/realms/{realm}/jwt_keys/{id}``."""
-    svc, realm = await _admin_for_realm(request)
+    svc, realm = await admin_for_realm(request)
     return JSONResponse(key_object(await svc.keys.get_key(realm, request.path_params["id"])))
 
 
 async def delete_key(request: Request) -> Response:
     """``DELETE /v1/realms/{realm}/jwt_keys/{id}[?force=true]``: expire, or remove now."""
-    svc, realm = await _admin_for_realm(request)
+    svc, realm = await admin_for_realm(request)
     force = request.query_params.get("force", "false").lower()
     if force not in ("true", "false"):
         raise InvalidInput("force must be true or false", field="force")

@@ -25,6 +25,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
+from service.oauth.errors import InvalidClient, OAuthError
 
 __all__ = ["PayloadTooLarge", "exception_handlers", "problem"]
 
@@ -89,6 +90,18 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     return problem(status, slug, exc.detail, title=exc.title, extra=extra, headers=headers)
 
 
+async def _oauth_error(request: Request, exc: Exception) -> Response:
+    # RFC 6749 §5.2 (and RFC 7591 §3.2.2): {"error", "error_description"}, never cached.
+    assert isinstance(exc, OAuthError)
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if isinstance(exc, InvalidClient) and exc.basic:
+        headers["WWW-Authenticate"] = 'Basic realm="jwks-service"'
+    if exc.error == "invalid_token":  # RFC 6750 §3
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    body = {"error": exc.error, "error_description": exc.detail}
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     slug = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "-")
@@ -103,6 +116,7 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 def exception_handlers() -> dict[Any, ExceptionHandler]:
     """Handlers for ``Starlette(exception_handlers=...)``, looked up by MRO."""
     return {
+        OAuthError: _oauth_error,
         ServiceError: _service_error,
         HTTPException: _http_exception,
         Exception: _unexpected,

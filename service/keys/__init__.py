@@ -10,7 +10,14 @@ what callers ask for.
 
 from service.keys.admin import AdminKeys
 from service.keys.cache import JwksDocument
-from service.keys.errors import Busy, KeyNotFound, KidInUse, RealmNameTaken, RealmNotFound
+from service.keys.errors import (
+    Busy,
+    KeyNotFound,
+    KidInUse,
+    NoSigningKey,
+    RealmNameTaken,
+    RealmNotFound,
+)
 from service.keys.manager import CreatedKey, KeyManager
 from service.keys.requests import (
     GenerateKey,
@@ -32,6 +39,7 @@ __all__ = [
     "KeyNotFound",
     "KeySpec",
     "KidInUse",
+    "NoSigningKey",
     "RealmNameTaken",
     "RealmNotFound",
     "UploadPublicKey",

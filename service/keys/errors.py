@@ -35,3 +35,7 @@ class RealmNameTaken(Conflict):
 
 class Busy(Unavailable):
     """Too many concurrent writers on one realm; the change was not made."""
+
+
+class NoSigningKey(Conflict):
+    """The realm has no active key for the requested algorithm."""

@@ -49,3 +49,18 @@ def key_record_prefix(realm: str) -> str:
 def admin_key(digest: str) -> str:
     """An admin key, stored under the SHA-256 of its secret."""
     return global_key("admin", digest)
+
+
+def client_index(realm: str) -> str:
+    """Sorted set of ``<issued ms>:<client_id>`` members, for newest-first paging."""
+    return realm_key(realm, "clients")
+
+
+def client_record_prefix(realm: str) -> str:
+    """Prefix of the realm's client records; the client_id follows."""
+    return realm_key(realm, "client") + ":"
+
+
+def jti(realm: str, digest: str) -> str:
+    """A used client-assertion jti (by digest of client_id and jti), kept until it expires."""
+    return realm_key(realm, "jti", digest)

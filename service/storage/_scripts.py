@@ -85,13 +85,32 @@ local more = #redis.call('ZREVRANGEBYLEX', KEYS[2], max, '-', 'LIMIT', 0, 1) > 0
 return cjson.encode({found = true, records = records, last = last, more = more})
 """
 
-# KEYS: meta, version, index.  ARGV: record prefix, channel, realm.
+# KEYS: meta, version, key index, client index.
+# ARGV: key record prefix, channel, realm, client record prefix.
 DELETE_REALM: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   redis.call('DEL', ARGV[1] .. string.match(member, ':(.*)$'))
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
+  redis.call('DEL', ARGV[4] .. string.match(member, ':(.*)$'))
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
+"""
+
+# KEYS: meta, index.  ARGV: record prefix, member, id, value.
+# Writes a record and its index entry only while the realm exists.
+PUT_RECORD: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+redis.call('SET', ARGV[1] .. ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+return 'ok'
+"""
+
+# KEYS: index.  ARGV: record prefix, member, id.
+DELETE_RECORD: Final = """
+redis.call('ZREM', KEYS[1], ARGV[2])
+return redis.call('DEL', ARGV[1] .. ARGV[3])
 """

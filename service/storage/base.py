@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Final, Protocol
 
 from service.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
-from service.models import AdminKey, KeyRecord, KeyRing, Page, Realm
+from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 
 __all__ = [
     "CHANGES_ALL",
@@ -109,6 +109,29 @@ class Store(Protocol):
 
     async def get_key(self, realm: str, key_id: str) -> KeyRecord | None:
         """One key record by id."""
+        ...
+
+    async def put_client(self, realm: str, client: Client) -> None:
+        """Create or replace a client.
+
+        :raises RealmGone: there is no such realm.
+        """
+        ...
+
+    async def get_client(self, realm: str, client_id: str) -> Client | None:
+        """One client by id."""
+        ...
+
+    async def page_clients(self, realm: str, limit: int, cursor: str | None) -> Page[Client] | None:
+        """Clients newest first; ``None`` if there is no realm."""
+        ...
+
+    async def delete_client(self, realm: str, client: Client) -> bool:
+        """Delete a client; ``False`` if it was gone already."""
+        ...
+
+    async def consume_jti(self, realm: str, client_id: str, jti: str, ttl: float) -> bool:
+        """Mark a client assertion's jti used for ``ttl`` seconds; ``False`` on a replay."""
         ...
 
     def changes(self) -> AsyncIterator[str]:

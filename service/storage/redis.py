@@ -9,8 +9,10 @@ other redis error is a bug and propagates.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import math
 import re
 import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -21,7 +23,7 @@ from typing import Any, Final
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 
-from service.models import AdminKey, KeyRecord, KeyRing, Page, Realm
+from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 from service.storage import _keyspace as ks
 from service.storage import _scripts
 from service.storage.base import (
@@ -48,7 +50,7 @@ _UNAVAILABLE: Final = (
     OSError,
 )
 _RESUBSCRIBE_DELAY: Final = 0.5
-_KEY_CURSOR: Final = re.compile(r"[0-9]{13}:[A-Za-z0-9_-]{1,64}")
+_CURSOR: Final = re.compile(r"[0-9]{13}:[A-Za-z0-9_-]{1,64}")
 
 
 @contextmanager
@@ -80,6 +82,8 @@ class RedisStore:
         self._save_ring = client.register_script(_scripts.SAVE_RING)
         self._page_keys = client.register_script(_scripts.PAGE_KEYS)
         self._delete_realm = client.register_script(_scripts.DELETE_REALM)
+        self._put_record = client.register_script(_scripts.PUT_RECORD)
+        self._delete_record = client.register_script(_scripts.DELETE_RECORD)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the server answers PING."""
@@ -106,8 +110,13 @@ class RedisStore:
         """Delete a realm's records, index, version and meta; then its registry entry."""
         with _translated():
             deleted = await self._delete_realm(
-                keys=[ks.meta(name), ks.version(name), ks.key_index(name)],
-                args=[ks.key_record_prefix(name), ks.CHANGES_CHANNEL, name],
+                keys=[ks.meta(name), ks.version(name), ks.key_index(name), ks.client_index(name)],
+                args=[
+                    ks.key_record_prefix(name),
+                    ks.CHANGES_CHANNEL,
+                    name,
+                    ks.client_record_prefix(name),
+                ],
             )
             await self._redis.zrem(ks.REALMS, name)
         return bool(int(deleted))
@@ -162,9 +171,9 @@ class RedisStore:
         now: float,
     ) -> str:
         ops: list[list[Any]] = [
-            ["put", _member(k), k.id, _encode_key(k), _ttl_ms(k, now)] for k in put
+            ["put", _member(k.created_at, k.id), k.id, _encode_key(k), _ttl_ms(k, now)] for k in put
         ]
-        ops += [["del", _member(k), k.id, "", 0] for k in delete]
+        ops += [["del", _member(k.created_at, k.id), k.id, "", 0] for k in delete]
         result: str = await self._save_ring(
             keys=[ks.meta(realm), ks.version(realm), ks.key_index(realm)],
             args=[
@@ -187,17 +196,24 @@ class RedisStore:
 
     async def page_keys(self, realm: str, limit: int, cursor: str | None) -> Page[KeyRecord] | None:
         """Newest first; the cursor is the last member returned (opaque to callers)."""
-        if cursor is not None and not _KEY_CURSOR.fullmatch(cursor):
+        page = await self._page(
+            ks.key_index(realm), ks.key_record_prefix(realm), realm, limit, cursor
+        )
+        return None if page is None else Page(tuple(map(_decode_key, page.items)), page.next_cursor)
+
+    async def _page(
+        self, index: str, prefix: str, realm: str, limit: int, cursor: str | None
+    ) -> Page[str] | None:
+        if cursor is not None and not _CURSOR.fullmatch(cursor):
             raise InvalidCursor("cursor is not one this API returned")
         with _translated():
             raw = await self._page_keys(
-                keys=[ks.meta(realm), ks.key_index(realm)],
-                args=[ks.key_record_prefix(realm), cursor or "", limit],
+                keys=[ks.meta(realm), index], args=[prefix, cursor or "", limit]
             )
         data = json.loads(raw)
         if not data["found"]:
             return None
-        records = tuple(_decode_key(r) for r in data.get("records") or ())
+        records = tuple(data.get("records") or ())
         return Page(records, data["last"] if data["more"] and records else None)
 
     async def get_key(self, realm: str, key_id: str) -> KeyRecord | None:
@@ -205,6 +221,63 @@ class RedisStore:
         with _translated():
             raw = await self._redis.get(ks.key_record_prefix(realm) + key_id)
         return _decode_key(str(raw)) if raw else None
+
+    # Clients and assertion replay ----------------------------------------------
+
+    async def put_client(self, realm: str, client: Client) -> None:
+        """Create or replace a client record; ``RealmGone`` if the realm does not exist."""
+        with _translated():
+            result = await self._put_record(
+                keys=[ks.meta(realm), ks.client_index(realm)],
+                args=[
+                    ks.client_record_prefix(realm),
+                    _member(client.client_id_issued_at, client.client_id),
+                    client.client_id,
+                    json.dumps(asdict(client), separators=(",", ":")),
+                ],
+            )
+        if result != "ok":
+            raise RealmGone(f"realm {realm!r} does not exist")
+
+    async def get_client(self, realm: str, client_id: str) -> Client | None:
+        """GET of one client record."""
+        with _translated():
+            raw = await self._redis.get(ks.client_record_prefix(realm) + client_id)
+        return _decode_client(str(raw)) if raw else None
+
+    async def page_clients(self, realm: str, limit: int, cursor: str | None) -> Page[Client] | None:
+        """Clients newest first, like :meth:`page_keys`."""
+        page = await self._page(
+            ks.client_index(realm), ks.client_record_prefix(realm), realm, limit, cursor
+        )
+        return (
+            None if page is None else Page(tuple(map(_decode_client, page.items)), page.next_cursor)
+        )
+
+    async def delete_client(self, realm: str, client: Client) -> bool:
+        """Delete a client record and its index entry."""
+        with _translated():
+            deleted = await self._delete_record(
+                keys=[ks.client_index(realm)],
+                args=[
+                    ks.client_record_prefix(realm),
+                    _member(client.client_id_issued_at, client.client_id),
+                    client.client_id,
+                ],
+            )
+        return bool(int(deleted))
+
+    async def consume_jti(self, realm: str, client_id: str, jti: str, ttl: float) -> bool:
+        """Record a jti as used for ``ttl`` seconds: ``SET NX PX``, one atomic step.
+
+        :returns: ``False`` if it was already used (a replay).
+        """
+        digest = hashlib.sha256(f"{client_id}\0{jti}".encode()).hexdigest()
+        with _translated():
+            first = await self._redis.set(
+                ks.jti(realm, digest), "", nx=True, px=max(1, math.ceil(ttl * 1000))
+            )
+        return bool(first)
 
     async def changes(self) -> AsyncIterator[str]:
         """Subscribe to the change channel, resubscribing after connection loss."""
@@ -243,10 +316,10 @@ class RedisStore:
         return str(stored)
 
 
-def _member(key: KeyRecord) -> str:
+def _member(created_at: float, record_id: str) -> str:
     # Zero-padded milliseconds then id: lexical order is creation order, ties
     # broken by id, so a cursor is exact and pages never skip or repeat.
-    return f"{round(key.created_at * 1000):013d}:{key.id}"
+    return f"{round(created_at * 1000):013d}:{record_id}"
 
 
 def _ttl_ms(key: KeyRecord, now: float) -> int:
@@ -263,3 +336,10 @@ def _encode_key(key: KeyRecord) -> str:
 
 def _decode_key(raw: str) -> KeyRecord:
     return KeyRecord(**json.loads(raw))
+
+
+def _decode_client(raw: str) -> Client:
+    data = json.loads(raw)
+    for name in ("grant_types", "jwks", "allowed_rooms", "allowed_features"):
+        data[name] = tuple(data[name])
+    return Client(**data)

@@ -1,0 +1,182 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3, RFC 7523 §2.2, OIDC Core §9).
+
+Exactly one method per request, and it must be the client's registered method.
+For private_key_jwt the accepted algorithms come from the client's stored key,
+never from the assertion's header; the jti is recorded (SET NX, until the
+assertion expires) only after the signature and every claim have been checked,
+so a forged assertion cannot burn a legitimate client's jti.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import unquote_plus
+
+from service import crypto
+from service.clock import Clock
+from service.models import Client
+from service.oauth.clients import ClientRegistry
+from service.oauth.errors import InvalidClient, InvalidRequest
+from service.oauth.registration import hash_secret
+from service.storage import Store
+
+__all__ = ["ASSERTION_TYPE", "AssertionPolicy", "ClientAuthenticator"]
+
+ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+#: iat/nbf/exp tolerance for client clocks.
+LEEWAY: Final = 30
+_TYPS: Final = frozenset({"client-authentication+jwt", "jwt"})
+_KTY_OF_ALG: Final = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
+
+
+@dataclass(frozen=True)
+class AssertionPolicy:
+    """What a client assertion must look like for one realm."""
+
+    issuer: str
+    token_endpoint: str
+    max_lifetime: int
+    strict_audience: bool
+
+
+class ClientAuthenticator:
+    """Finds and authenticates the client of a token request."""
+
+    def __init__(self, clients: ClientRegistry, store: Store, clock: Clock) -> None:
+        self._clients = clients
+        self._store = store
+        self._clock = clock
+
+    async def authenticate(
+        self,
+        realm: str,
+        form: Mapping[str, str],
+        authorization: str | None,
+        policy: AssertionPolicy,
+    ) -> Client:
+        """The authenticated client.
+
+        :raises InvalidRequest: more than one method was used.
+        :raises InvalidClient: no method, unknown client, or a failed check.
+        """
+        basic = authorization is not None and authorization[:6].lower() == "basic "
+        methods = [basic, "client_secret" in form, "client_assertion" in form]
+        if sum(methods) > 1:
+            raise InvalidRequest("use exactly one client authentication method")
+        if basic:
+            client_id, secret = _basic_credentials(str(authorization))
+            return await self._secret(realm, client_id, secret, "client_secret_basic")
+        if "client_secret" in form:
+            return await self._secret(
+                realm, form.get("client_id", ""), form["client_secret"], "client_secret_post"
+            )
+        if "client_assertion" in form:
+            return await self._assertion(realm, form, policy)
+        raise InvalidClient("client authentication is required")
+
+    async def _secret(self, realm: str, client_id: str, secret: str, method: str) -> Client:
+        is_basic = method == "client_secret_basic"
+        client = await self._clients.find(realm, client_id) if client_id else None
+        if client is None:
+            raise InvalidClient("unknown client", basic=is_basic)
+        if client.token_endpoint_auth_method != method:
+            raise InvalidClient(
+                f"the client is registered for {client.token_endpoint_auth_method}",
+                basic=is_basic,
+            )
+        expected = client.client_secret_hash or ""
+        if not hmac.compare_digest(hash_secret(secret), expected):
+            raise InvalidClient("client secret does not match", basic=is_basic)
+        return client
+
+    async def _assertion(
+        self, realm: str, form: Mapping[str, str], policy: AssertionPolicy
+    ) -> Client:
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise InvalidClient(f"client_assertion_type must be {ASSERTION_TYPE}")
+        assertion = form["client_assertion"]
+        try:
+            header = crypto.unverified_header(assertion)
+            claims = crypto.unverified_claims(assertion)
+        except crypto.InvalidToken as exc:
+            raise InvalidClient(f"client_assertion: {exc.detail}") from exc
+        client_id = form.get("client_id") or claims.get("sub")
+        if not isinstance(client_id, str) or not client_id:
+            raise InvalidClient("client_assertion has no sub")
+        client = await self._clients.find(realm, client_id)
+        if client is None:
+            raise InvalidClient("unknown client")
+        if client.token_endpoint_auth_method != "private_key_jwt":
+            raise InvalidClient(f"the client is registered for {client.token_endpoint_auth_method}")
+        typ = header.get("typ")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPS):
+            raise InvalidClient("client_assertion typ must be client-authentication+jwt or JWT")
+        key = _select_key(client, header)
+        now = self._clock.now()
+        try:
+            verified = crypto.verify_jwt(assertion, key, crypto.verification_algorithms(key))
+            crypto.check_claims(
+                verified,
+                now=now,
+                leeway=LEEWAY,
+                required=("iss", "sub", "aud", "exp", "jti"),
+                iss=client.client_id,
+                sub=client.client_id,
+            )
+        except (crypto.InvalidToken, crypto.InvalidKey) as exc:
+            raise InvalidClient(f"client_assertion: {exc.detail}") from exc
+        exp = float(verified["exp"])
+        if exp > now + policy.max_lifetime + LEEWAY:
+            raise InvalidClient(f"client_assertion exp is more than {policy.max_lifetime} s ahead")
+        _check_audience(verified.get("aud"), policy)
+        jti = verified["jti"]
+        if not isinstance(jti, str) or not jti:
+            raise InvalidClient("client_assertion jti must be a non-empty string")
+        # Kept until the assertion could no longer be accepted anyway.
+        if not await self._store.consume_jti(realm, client.client_id, jti, exp + LEEWAY - now):
+            raise InvalidClient("client_assertion has been used already (jti)")
+        return client
+
+
+def _basic_credentials(authorization: str) -> tuple[str, str]:
+    # RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined by ':'.
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidClient("malformed HTTP Basic credentials", basic=True) from exc
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise InvalidClient("malformed HTTP Basic credentials", basic=True)
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _select_key(client: Client, header: Mapping[str, Any]) -> Mapping[str, Any]:
+    kid = header.get("kid")
+    if kid is not None:
+        for key in client.jwks:
+            if key.get("kid") == kid:
+                return key
+        raise InvalidClient("client_assertion kid is not one of the client's keys")
+    alg = header.get("alg")
+    kty = _KTY_OF_ALG.get(alg[:2]) if isinstance(alg, str) else None
+    candidates = [k for k in client.jwks if k.get("kty") == kty]
+    if len(candidates) != 1:
+        raise InvalidClient("client_assertion has no kid and no single key of its type matches")
+    return candidates[0]
+
+
+def _check_audience(aud: object, policy: AssertionPolicy) -> None:
+    # RFC 7523bis: the audience is the issuer identifier; today's client libraries
+    # send the token endpoint URL, accepted unless strict. One audience only.
+    if isinstance(aud, list):
+        if len(aud) != 1:
+            raise InvalidClient("client_assertion aud must have exactly one value")
+        aud = aud[0]
+    accepted = {policy.issuer} if policy.strict_audience else {policy.issuer, policy.token_endpoint}
+    if aud not in accepted:
+        raise InvalidClient("client_assertion aud is not this server's issuer")

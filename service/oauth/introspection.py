@@ -1,0 +1,46 @@
+"""Token introspection (RFC 7662): is this token, signed by a key of the realm, valid now?
+
+Every failure is the same answer, ``{"active": false}`` (RFC 7662 §2.2): the
+caller learns nothing about why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from service import crypto
+from service.clock import Clock
+from service.keys import KeyManager
+
+__all__ = ["Introspector"]
+
+log = logging.getLogger(__name__)
+
+INACTIVE: Final = {"active": False}
+
+
+class Introspector:
+    """Verifies tokens against a realm's keys: server keys and uploaded verify_only keys."""
+
+    def __init__(self, keys: KeyManager, clock: Clock) -> None:
+        self._keys = keys
+        self._clock = clock
+
+    async def introspect(self, realm: str, issuer: str, token: str) -> dict[str, Any]:
+        """The RFC 7662 §2.2 response for ``token``."""
+        try:
+            claims, key = await self._keys.verify(realm, token)
+            # Tokens this server signed must name this realm as issuer; tenants'
+            # own tokens (verify_only keys) carry the tenant's issuer.
+            server_key = key.status != "verify_only"
+            crypto.check_claims(
+                claims,
+                now=self._clock.now(),
+                required=("exp",),
+                iss=issuer if server_key else None,
+            )
+        except (crypto.InvalidToken, crypto.InvalidKey) as exc:
+            log.info("introspection: inactive token (%s)", exc.detail)
+            return dict(INACTIVE)
+        return {**claims, "active": True, "kid": key.kid, "token_type": "Bearer"}
