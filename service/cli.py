@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -118,6 +119,26 @@ def _pem2jwk(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assertion(args: argparse.Namespace) -> int:
+    try:
+        pem = Path(args.key).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.key}: {exc.__class__.__name__}") from exc
+    try:
+        token = crypto.sign_client_assertion(
+            pem,
+            client_id=args.client_id,
+            audience=args.audience,
+            now=time.time(),
+            lifetime=args.lifetime,
+            kid=args.kid,
+        )
+    except crypto.CryptoError as exc:
+        raise CliError(f"{args.key} {exc.detail}") from exc
+    print(token)
+    return 0
+
+
 def _admin_key_create(args: argparse.Namespace) -> int:
     async def create() -> str:
         async with open_runtime(Settings.from_env()) as runtime:
@@ -176,6 +197,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     pem2jwk.add_argument("--use", choices=("sig",), default="sig")
     pem2jwk.set_defaults(run=_pem2jwk)
+
+    assertion = commands.add_parser(
+        "assertion", help="print one private_key_jwt client assertion (RFC 7523)"
+    )
+    assertion.add_argument("--client-id", required=True, help="iss and sub of the assertion")
+    assertion.add_argument("--key", required=True, help="the client's private key PEM")
+    assertion.add_argument("--audience", required=True, help="the realm's issuer URL")
+    assertion.add_argument("--kid", help="key id (default: RFC 7638 thumbprint, as keygen prints)")
+    assertion.add_argument(
+        "--lifetime", type=int, default=60, help="seconds until it expires (default 60)"
+    )
+    assertion.set_defaults(run=_assertion)
 
     admin_key = commands.add_parser("admin-key", help="manage admin API keys")
     admin_commands = admin_key.add_subparsers(

@@ -465,3 +465,65 @@ def test_bad_setting_is_one_line_naming_the_variable(
     if variable in SECRET_SETTINGS:
         assert value not in result.stderr
     assert not data_dir.exists()  # refused before starting anything
+
+
+def test_assertion_gets_a_token_for_a_keygen_key(
+    tmp_path: Path, client: TestClient, admin: dict[str, str]
+) -> None:
+    """keygen -> register the printed JWK -> assertion -> token, as the README walks through."""
+    key = tmp_path / "client.pem"
+    made = subprocess.run(
+        [sys.executable, "-m", "service", "keygen", "--alg", "ES256", "--out", str(key)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    jwk_printed = json.loads(made.stdout)
+    reg = client.post(
+        "/oauth/register",
+        json={"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [jwk_printed]}},
+        headers=admin,
+    ).json()
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "assertion",
+            "--client-id",
+            reg["client_id"],
+            "--key",
+            str(key),
+            "--audience",
+            "http://testserver",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    form = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": printed,
+    }
+    assert client.post("/oauth/token", data=form).status_code == 200
+    # The same assertion a second time is a replay.
+    assert client.post("/oauth/token", data=form).json()["error"] == "invalid_client"
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "service",
+            "assertion",
+            "--client-id",
+            "x",
+            "--key",
+            str(tmp_path / "nope.pem"),
+            "--audience",
+            "http://testserver",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1

@@ -9,6 +9,7 @@ the package.
 """
 
 from service.crypto._errors import CryptoError, InvalidKey, InvalidToken, SealError
+from service.crypto._jwks import parse_client_jwks, verification_algorithms
 from service.crypto._keys import (
     GeneratedKey,
     KeyPair,
@@ -23,11 +24,10 @@ from service.crypto._keys import (
 from service.crypto._sealing import Sealer, new_kek
 from service.crypto._tokens import (
     check_claims,
-    parse_client_jwks,
+    sign_client_assertion,
     sign_jwt,
     unverified_claims,
     unverified_header,
-    verification_algorithms,
     verify_jwt,
 )
 
@@ -48,6 +48,7 @@ __all__ = [
     "parse_client_jwks",
     "parse_public_key",
     "public_jwk",
+    "sign_client_assertion",
     "sign_jwt",
     "thumbprint",
     "unverified_claims",

@@ -1,4 +1,4 @@
-"""JWTs as compact JWS: signing, verification, claims checks, and client key sets.
+"""JWTs as compact JWS: signing, verification and claims checks.
 
 Verification takes its algorithms from the key (``verification_algorithms``), never
 from the token, so an HS256 token cannot be checked against an RSA key's bytes.
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import warnings
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
-from joserfc import jws, jwt
+from cryptography.hazmat.primitives import serialization
+from joserfc import jwk, jws, jwt
 from joserfc.errors import (
     BadSignatureError,
     ClaimError,
@@ -32,31 +34,24 @@ from joserfc.jwk import Key, OctKey
 
 from service.crypto._errors import CryptoError, InvalidKey, InvalidToken
 from service.crypto._keys import (
+    _KTY,
     MAX_RSA_BITS,
     MIN_HS256_BYTES,
     _classify,
     _import_jwk,
     _supported,
-    parse_public_key,
 )
 from service.models import JWS_ALG, Algo
 
 __all__ = [
     "check_claims",
-    "parse_client_jwks",
+    "sign_client_assertion",
     "sign_jwt",
     "unverified_claims",
     "unverified_header",
-    "verification_algorithms",
     "verify_jwt",
 ]
 
-#: The JWS algorithms each key type may verify (RFC 7518 §3.1, RFC 8037 §3.1).
-_ALGORITHMS: Final[Mapping[Algo, tuple[str, ...]]] = {
-    "rs256": ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),
-    "es256": ("ES256",),
-    "eddsa": ("EdDSA",),
-}
 #: joserfc warns on every use of "EdDSA", which RFC 9864 deprecates for "Ed25519";
 #: our JWKS and the verifiers we serve still speak "EdDSA".
 _EDDSA_DEPRECATED: Final = r"EdDSA is deprecated"
@@ -176,38 +171,6 @@ def _split(token: str) -> jws.CompactSignature:
     if not isinstance(obj.protected, dict):
         raise InvalidToken("malformed token: the header is not a JSON object")
     return obj
-
-
-def verification_algorithms(key: Mapping[str, Any]) -> tuple[str, ...]:
-    """The JWS algorithms a stored public JWK may verify, decided by the key alone.
-
-    A JWK "alg" member narrows the set to itself (RFC 7517 §4.4).
-
-    :raises InvalidKey: not an RSA, EC P-256 or Ed25519 signing key, or an "alg"
-        that does not fit it.
-    """
-    algo = _algo_of(key)
-    if algo is None:
-        raise InvalidKey("is not an RSA, EC P-256 or Ed25519 public key")
-    if key.get("use", "sig") != "sig":
-        raise InvalidKey('use must be "sig"')
-    alg = key.get("alg")
-    if alg is None:
-        return _ALGORITHMS[algo]
-    if alg not in _ALGORITHMS[algo]:
-        raise InvalidKey(f"alg must be one of {', '.join(_ALGORITHMS[algo])} for this key")
-    return (alg,)
-
-
-def _algo_of(key: Mapping[str, Any]) -> Algo | None:
-    kty, crv = key.get("kty"), key.get("crv")
-    if kty == "RSA":
-        return "rs256"
-    if kty == "EC" and crv == "P-256":
-        return "es256"
-    if kty == "OKP" and crv == "Ed25519":
-        return "eddsa"
-    return None
 
 
 def verify_jwt(
@@ -340,50 +303,49 @@ def _claim_failure(exc: ClaimError) -> str:
     return text[:1].lower() + text[1:]
 
 
-def parse_client_jwks(value: object) -> tuple[dict[str, Any], ...]:
-    """Check RFC 7591 ``jwks`` client metadata: ``{"keys": [...]}`` of public signing keys.
+def sign_client_assertion(
+    private_pem: str,
+    *,
+    client_id: str,
+    audience: str,
+    now: float,
+    lifetime: int = 60,
+    kid: str | None = None,
+) -> str:
+    """A private_key_jwt client assertion (RFC 7523 §3) signed with a private key PEM.
 
-    Each key gets ``parse_public_key``'s checks; kids must be unique, and present on
-    every key of a set of several; "alg" must fit the key type; "use" must be "sig".
+    iss = sub = ``client_id``; a random jti; typ ``client-authentication+jwt``
+    (RFC 7523bis). ``kid`` defaults to the key's RFC 7638 thumbprint, which is what
+    ``jwks-service keygen`` and ``pem2jwk`` print.
 
-    :return: each key's public members, plus kid, alg and use when given.
-    :raises InvalidKey: naming the offending key, e.g. "jwks.keys[1] has private members (d)".
+    :raises InvalidKey: not an unencrypted RSA, EC P-256 or Ed25519 private key.
     """
-    if not isinstance(value, Mapping) or not isinstance(value.get("keys"), list):
-        raise InvalidKey('jwks must be an object with a "keys" array')
-    members: list[Any] = value["keys"]
-    if not members:
-        raise InvalidKey("jwks.keys must hold at least one key")
-    keys = [_client_key(member, f"jwks.keys[{i}]") for i, member in enumerate(members)]
-    first_with_kid: dict[str, int] = {}
-    for i, key in enumerate(keys):
-        kid = key.get("kid")
-        if kid is None:
-            if len(keys) > 1:
-                raise InvalidKey(f"jwks.keys[{i}] has no kid; each key of several needs one")
-            continue
-        if kid in first_with_kid:
-            raise InvalidKey(f"jwks.keys[{i}] has the same kid as jwks.keys[{first_with_kid[kid]}]")
-        first_with_kid[kid] = i
-    return tuple(keys)
-
-
-def _client_key(member: object, where: str) -> dict[str, Any]:
-    if not isinstance(member, Mapping):
-        raise InvalidKey(f"{where} must be a JWK object")
-    if member.get("kty") == "oct":
-        raise InvalidKey(f"{where} is a symmetric key; jwks holds public keys only")
     try:
-        # "alg" is checked below: parse_public_key only knows one alg per key type.
-        info = parse_public_key({k: v for k, v in member.items() if k != "alg"})
-    except InvalidKey as exc:
-        raise InvalidKey(f"{where} {exc.detail.removeprefix('JWK ')}") from exc
-    alg = member.get("alg")
-    if alg is not None and alg not in _ALGORITHMS[info.algo]:
-        raise InvalidKey(f"{where} alg must be one of {', '.join(_ALGORITHMS[info.algo])}")
-    kid = member.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not kid):
-        raise InvalidKey(f"{where} kid must be a non-empty string")
-    key = dict(info.jwk)
-    key.update({name: member[name] for name in ("kid", "alg", "use") if name in member})
-    return key
+        loaded = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise InvalidKey("is not an unencrypted PEM private key") from exc
+    algo, _bits = _classify(_supported(loaded.public_key()))
+    key = jwk.import_key(
+        loaded.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        _KTY[algo],
+    )
+    issued = int(now)
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": audience,
+        "iat": issued,
+        "exp": issued + lifetime,
+        "jti": secrets.token_urlsafe(16),
+    }
+    return sign_jwt(
+        json.dumps(key.as_dict(private=True)),
+        algo,
+        kid=kid or key.thumbprint(),
+        typ="client-authentication+jwt",
+        claims=claims,
+    )
