@@ -79,6 +79,9 @@ class KeyRecord:
     sealed_secret: str | None = None
     retired_at: float | None = None
     expires_at: float | None = None
+    #: For uploaded keys: what the tenant's tokens must carry to introspect active.
+    expected_issuer: str | None = None
+    expected_audience: str | None = None
 
     @property
     def expired(self) -> bool:

@@ -24,6 +24,9 @@ def key_object(key: KeyRecord, secret: str | None = None) -> dict[str, Any]:
         "created_at": rfc3339(key.created_at),
         "expires_at": rfc3339(key.expires_at),
     }
+    if key.status == "verify_only":
+        body["expected_issuer"] = key.expected_issuer
+        body["expected_audience"] = key.expected_audience
     if secret is not None:
         body["key"] = secret
     return body

@@ -371,6 +371,8 @@ class KeyManager:
                 created_at=now,
                 name=spec.name,
                 public_jwk=crypto.public_jwk(info.jwk, kid=kid, algo=info.algo),
+                expected_issuer=spec.expected_issuer,
+                expected_audience=spec.expected_audience,
             )
             return CreatedKey(record)
         if isinstance(spec, ImportSecret):

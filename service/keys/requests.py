@@ -25,7 +25,9 @@ _KID: Final = re.compile(r"[\x21-\x7e]{1,128}")
 _MAX_NAME: Final = 50
 #: RFC 7518 §3.2: a key of the same size as the hash output (256 bits) or larger.
 MIN_HS256_SECRET_BYTES: Final = 32
-_FIELDS: Final = frozenset({"algo", "key", "public_key", "name", "kid", "use"})
+_FIELDS: Final = frozenset(
+    {"algo", "key", "public_key", "name", "kid", "use", "expected_issuer", "expected_audience"}
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class UploadPublicKey:
     algo: Algo | None = None
     name: str | None = None
     kid: str | None = None
+    expected_issuer: str | None = None
+    expected_audience: str | None = None
 
 
 KeySpec = GenerateKey | ImportSecret | UploadPublicKey
@@ -89,7 +93,17 @@ def parse_key_request(body: Mapping[str, Any]) -> KeySpec:
             raise InvalidInput("hs256 keys are secrets: send them as key", field="algo")
         if kid is None:
             kid = _jwk_kid(body["public_key"])  # a JWK's own kid is kept
-        return UploadPublicKey(body["public_key"], algo, name, kid)
+        return UploadPublicKey(
+            body["public_key"],
+            algo,
+            name,
+            kid,
+            _expected(body, "expected_issuer"),
+            _expected(body, "expected_audience"),
+        )
+    for name_ in ("expected_issuer", "expected_audience"):
+        if name_ in body:
+            raise InvalidInput(f"{name_} applies to uploaded public keys only", field=name_)
     if algo is None:
         raise InvalidInput("algo is required (rs256, hs256, es256 or eddsa)", field="algo")
     if "key" in body:
@@ -147,4 +161,13 @@ def _kid(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not _KID.fullmatch(value):
         raise InvalidInput("kid must be 1-128 printable ASCII characters", field="kid")
+    return value
+
+
+def _expected(body: Mapping[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 256:
+        raise InvalidInput(f"{field} must be a string of 1-256 characters", field=field)
     return value

@@ -32,13 +32,15 @@ class Introspector:
         try:
             claims, key = await self._keys.verify(realm, token)
             # Tokens this server signed must name this realm as issuer; tenants'
-            # own tokens (verify_only keys) carry the tenant's issuer.
-            server_key = key.status != "verify_only"
+            # own tokens (uploaded keys, which have no secret here) are checked
+            # against what the tenant declared at upload, if anything.
+            uploaded = key.sealed_secret is None
             crypto.check_claims(
                 claims,
                 now=self._clock.now(),
                 required=("exp",),
-                iss=issuer if server_key else None,
+                iss=key.expected_issuer if uploaded else issuer,
+                audience=[key.expected_audience] if key.expected_audience else None,
             )
         except (crypto.InvalidToken, crypto.InvalidKey) as exc:
             log.info("introspection: inactive token (%s)", exc.detail)

@@ -174,3 +174,40 @@ def test_introspection_needs_authentication(client: TestClient, admin: dict[str,
         data={"token": token, "client_id": reg["client_id"], "client_secret": reg["client_secret"]},
     )
     assert as_client.status_code == 200 and as_client.json()["active"] is True
+
+
+def test_uploaded_key_expected_issuer_and_audience(
+    client: TestClient, admin: dict[str, str], tenant_key: rsa.RSAPrivateKey
+) -> None:
+    pem = (
+        tenant_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    body = {
+        "public_key": pem,
+        "kid": "k",
+        "expected_issuer": "my-app",
+        "expected_audience": "jitsi",
+    }
+    created = client.post("/v1/realms/default/jwt_keys", json=body, headers=admin)
+    assert created.status_code == 201
+    assert created.json()["expected_issuer"] == "my-app"
+    now = int(time.time())
+
+    def token(**claims: Any) -> str:
+        return jwt.encode(
+            {"exp": now + 60, **claims}, tenant_key, algorithm="RS256", headers={"kid": "k"}
+        )
+
+    assert introspect(client, admin, token(iss="my-app", aud="jitsi"))["active"] is True
+    assert introspect(client, admin, token(iss="other", aud="jitsi")) == {"active": False}
+    assert introspect(client, admin, token(iss="my-app", aud="other")) == {"active": False}
+    assert introspect(client, admin, token(aud="jitsi")) == {"active": False}
+    # Only uploads take expectations.
+    refused = client.post(
+        "/v1/realms/default/jwt_keys",
+        json={"algo": "es256", "expected_issuer": "x"},
+        headers=admin,
+    )
+    assert refused.status_code == 400 and refused.json()["field"] == "expected_issuer"
