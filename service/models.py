@@ -153,6 +153,8 @@ class Client:
     jitsi_app_id: str | None = None
     allowed_features: tuple[str, ...] = ()
     default_audience: str | None = None
+    #: The key algorithm access tokens are signed with (rfc9068 profile).
+    access_token_algo: Algo = "rs256"
 
     @property
     def scopes(self) -> frozenset[str]:

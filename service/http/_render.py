@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.clock import rfc3339
-from service.models import Client, KeyRecord, Realm
+from service.models import JWS_ALG, Client, KeyRecord, Realm
 
 __all__ = ["client_object", "key_object", "realm_object"]
 
@@ -57,6 +57,7 @@ def client_object(client: Client, secret: str | None = None) -> dict[str, Any]:
         "jitsi_app_id": client.jitsi_app_id,
         "allowed_features": list(client.allowed_features),
         "default_audience": client.default_audience,
+        "access_token_signed_response_alg": JWS_ALG[client.access_token_algo],
     }
     body = {k: v for k, v in body.items() if v is not None}
     if secret is not None:

@@ -91,7 +91,9 @@ class ClientCredentialsGrant:
                 claims["scope"] = scope
             if room:
                 claims["room"] = room
-            token = await self._keys.sign(realm, claims, typ="at+jwt")
+            token = await self._keys.sign(
+                realm, claims, typ="at+jwt", algo=client.access_token_algo
+            )
         return TokenResponse(token, self._ttl, scope)
 
 

@@ -9,7 +9,15 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from service import crypto
-from service.models import AUTH_METHODS, TOKEN_PROFILES, AuthMethod, Client, TokenProfile
+from service.models import (
+    AUTH_METHODS,
+    JWS_ALG,
+    TOKEN_PROFILES,
+    Algo,
+    AuthMethod,
+    Client,
+    TokenProfile,
+)
 from service.oauth.errors import InvalidClientMetadata
 
 __all__ = ["hash_secret", "new_client", "parse_jwks"]
@@ -31,6 +39,7 @@ _FIELDS: Final = frozenset(
         "jitsi_app_id",
         "allowed_features",
         "default_audience",
+        "access_token_signed_response_alg",
         "response_types",
     }
 )
@@ -96,8 +105,19 @@ def new_client(metadata: Mapping[str, Any], *, now: float) -> tuple[Client, str 
         jitsi_app_id=app_id,
         allowed_features=features,
         default_audience=_optional_string(metadata, "default_audience"),
+        access_token_algo=_access_token_algo(metadata, profile),
     )
     return client, secret
+
+
+def _access_token_algo(metadata: Mapping[str, Any], profile: TokenProfile) -> Algo:
+    # Named like OIDC's *_signed_response_alg metadata. Jitsi's verifier pins RS256.
+    value = metadata.get("access_token_signed_response_alg", "RS256")
+    algo = next((a for a, jws_alg in JWS_ALG.items() if jws_alg == value), None)
+    if algo is None or (profile == "jitsi" and algo != "rs256"):
+        allowed = "RS256" if profile == "jitsi" else ", ".join(JWS_ALG.values())
+        raise InvalidClientMetadata(f"access_token_signed_response_alg: one of {allowed}")
+    return algo
 
 
 def _auth_method(value: object) -> AuthMethod:

@@ -413,3 +413,53 @@ def test_discovery_and_asap(client: TestClient, admin: dict[str, str]) -> None:
     assert RSAAlgorithm.to_jwk(loaded, as_dict=True)["n"] == key["n"]
     assert client.get(f"/asap/{digest}.pem").status_code == 404
     assert client.get("/realms/acme/asap/nothex.pem").status_code == 404
+
+
+def test_access_token_algorithm_chosen_by_the_client(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    reg = register(
+        client,
+        admin,
+        token_endpoint_auth_method="client_secret_post",
+        access_token_signed_response_alg="ES256",
+    )
+    assert reg["access_token_signed_response_alg"] == "ES256"
+    form = {**FORM, "client_id": reg["client_id"], "client_secret": reg["client_secret"]}
+    # The realm has no ES256 key yet.
+    assert "es256" in oauth_error(client.post(TOKEN_URL, data=form), 400, "invalid_request")
+    client.post("/v1/realms/default/jwt_keys", json={"algo": "es256"}, headers=admin)
+    token = client.post(TOKEN_URL, data=form).json()["access_token"]
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "ES256"
+    jwk = next(
+        k for k in client.get("/.well-known/jwks.json").json()["keys"] if k["kid"] == header["kid"]
+    )
+    claims = jwt.decode(token, ECAlgorithm.from_jwk(jwk), algorithms=["ES256"], audience=ISSUER)  # type: ignore[arg-type]
+    assert claims["sub"] == reg["client_id"]
+    for bad in (
+        {"access_token_signed_response_alg": "none"},
+        {
+            "token_profile": "jitsi",
+            "jitsi_app_id": "a",
+            "access_token_signed_response_alg": "ES256",
+        },
+    ):
+        oauth_error(
+            client.post("/oauth/register", json=bad, headers=admin), 400, "invalid_client_metadata"
+        )
+
+
+def test_assertion_with_unknown_kid(
+    client: TestClient, admin: dict[str, str], rsa_key: rsa.RSAPrivateKey
+) -> None:
+    reg = register(
+        client,
+        admin,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": [public_jwk(rsa_key, "k1")]},
+    )
+    response = client.post(
+        TOKEN_URL, data=assertion_form(assertion(rsa_key, reg["client_id"], kid="k9"))
+    )
+    assert "kid" in oauth_error(response, 401, "invalid_client")
