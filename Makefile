@@ -27,7 +27,14 @@ run: $(BIN)/.installed
 admin-key: $(BIN)/.installed
 	@$(BIN)/jwks-service admin-key create $(if $(REALM),--realm $(REALM))
 
-test: $(BIN)/.installed-test
+# Real npm OAuth clients for the interoperability tests, when node is on the machine.
+NODE_CLIENTS := tests/oauth/node/node_modules/.installed
+$(NODE_CLIENTS): tests/oauth/node/package.json
+	@if command -v npm >/dev/null; then \
+	  npm install --prefix tests/oauth/node --no-audit --no-fund --silent && touch $@; \
+	else echo "npm not found: the openid-client interoperability test will not run"; fi
+
+test: $(BIN)/.installed-test $(NODE_CLIENTS)
 	$(BIN)/ruff check service tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports

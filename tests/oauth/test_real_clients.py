@@ -14,7 +14,9 @@ store under the running server). Each test registers its own clients.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -346,3 +348,47 @@ def test_replayed_assertion_is_invalid_client(server: Server) -> None:
     assert second.json()["error"] == "invalid_client"
     assert "jti" in second.json()["error_description"]
     assert "access_token" not in second.json()
+
+
+NODE_DIR = Path(__file__).parent / "node"
+
+
+def run_openid_client(*args: str) -> dict[str, Any]:
+    """Run the npm openid-client script (installed by ``make test`` when npm exists)."""
+    if not (NODE_DIR / "node_modules" / "openid-client").is_dir() or not shutil.which("node"):
+        pytest.skip(
+            "node and openid-client are not installed (make test installs them when npm exists)"
+        )
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "client_credentials.mjs"), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_openid_client_secret_post(server: Server) -> None:
+    reg = register(server, token_endpoint_auth_method="client_secret_post", scope="read")
+    result = run_openid_client(
+        server.issuer, reg["client_id"], "secret", reg["client_secret"], "read"
+    )
+    assert result["issuer"] == server.issuer and result["scope"] == "read"
+    assert verify_access_token(server, result["access_token"])["sub"] == reg["client_id"]
+
+
+def test_openid_client_private_key_jwt(server: Server, tmp_path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "client.pem"
+    pem.write_text(private_pem(key))
+    reg = register(
+        server,
+        token_endpoint_auth_method="private_key_jwt",
+        scope="read",
+        jwks={"keys": [public_jwk(key, "k1")]},
+    )
+    result = run_openid_client(server.issuer, reg["client_id"], "key", str(pem), "read")
+    assert verify_access_token(server, result["access_token"])["client_id"] == reg["client_id"]
