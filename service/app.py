@@ -48,6 +48,7 @@ def create_app(
                     "services": Services(
                         settings=settings,
                         keys=runtime.keys,
+                        signer=runtime.signer,
                         admins=runtime.admins,
                         store=runtime.store,
                         clients=runtime.clients,

@@ -16,7 +16,7 @@ from pathlib import Path
 from service import crypto
 from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
-from service.keys import AdminKeys, KeyManager
+from service.keys import AdminKeys, KeyManager, TokenSigner
 from service.oauth.client_auth import ClientAuthenticator
 from service.oauth.clients import ClientRegistry
 from service.oauth.grants import ClientCredentialsGrant
@@ -34,6 +34,7 @@ class Runtime:
 
     store: Store
     keys: KeyManager
+    signer: TokenSigner
     admins: AdminKeys
     clients: ClientRegistry
     authenticator: ClientAuthenticator
@@ -86,9 +87,10 @@ async def open_runtime(
             stack.push_async_callback(redis_store.close)
             store = redis_store
         kek = settings.kek or load_or_create_kek(settings.data_dir)
+        sealer = crypto.Sealer(kek)
         keys = KeyManager(
             store,
-            crypto.Sealer(kek),
+            sealer,
             clock,
             grace=settings.key_grace,
             rsa_bits=settings.rsa_bits,
@@ -96,12 +98,14 @@ async def open_runtime(
         await keys.check_kek()
         await keys.ensure_default_realm()
         clients = ClientRegistry(store, clock)
+        signer = TokenSigner(keys, sealer, clock)
         yield Runtime(
             store=store,
             keys=keys,
+            signer=signer,
             admins=AdminKeys(store, clock, settings.bootstrap_admin_key),
             clients=clients,
             authenticator=ClientAuthenticator(clients, store, clock),
-            grant=ClientCredentialsGrant(keys, clock, settings.token_ttl),
-            introspector=Introspector(keys, clock),
+            grant=ClientCredentialsGrant(signer, clock, settings.token_ttl),
+            introspector=Introspector(signer, clock),
         )

@@ -8,7 +8,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from service.config import Settings
-from service.keys import AdminKeys, KeyManager
+from service.keys import AdminKeys, KeyManager, TokenSigner
 from service.oauth.client_auth import ClientAuthenticator
 from service.oauth.clients import ClientRegistry
 from service.oauth.grants import ClientCredentialsGrant
@@ -27,6 +27,7 @@ class Services:
 
     settings: Settings
     keys: KeyManager
+    signer: TokenSigner
     admins: AdminKeys
     store: _Pingable
     clients: ClientRegistry

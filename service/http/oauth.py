@@ -188,7 +188,7 @@ async def asap_key(request: Request) -> Response:
     digest = request.path_params["digest"]
     if not _KID_DIGEST.fullmatch(digest):
         raise NotFound("not a sha256 hex digest of a kid")
-    pem = await svc.keys.public_pem(realm, digest)
+    pem = await svc.signer.public_pem(realm, digest)
     return Response(
         pem,
         media_type="application/x-pem-file",

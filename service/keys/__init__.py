@@ -27,6 +27,7 @@ from service.keys.requests import (
     parse_key_request,
     parse_realm_name,
 )
+from service.keys.signing import TokenSigner
 
 __all__ = [
     "AdminKeys",
@@ -42,6 +43,7 @@ __all__ = [
     "NoSigningKey",
     "RealmNameTaken",
     "RealmNotFound",
+    "TokenSigner",
     "UploadPublicKey",
     "parse_key_request",
     "parse_realm_name",

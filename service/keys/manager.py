@@ -11,23 +11,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
-import hmac
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from service import crypto
 from service.clock import Clock
 from service.errors import InvalidInput, Unavailable
 from service.keys import policy
 from service.keys.cache import JwksDocument, RingCache
-from service.keys.errors import Busy, KeyNotFound, NoSigningKey, RealmNameTaken, RealmNotFound
+from service.keys.errors import Busy, KeyNotFound, RealmNameTaken, RealmNotFound
 from service.keys.requests import GenerateKey, ImportSecret, KeySpec, UploadPublicKey
-from service.models import JWS_ALG, Algo, KeyRecord, KeyRing, Page, Realm
+from service.models import Algo, KeyRecord, KeyRing, Page, Realm
 from service.storage import CHANGES_ALL, RealmExists, RealmGone, Store
 
 __all__ = ["CreatedKey", "KeyManager"]
@@ -35,7 +33,6 @@ __all__ = ["CreatedKey", "KeyManager"]
 log = logging.getLogger(__name__)
 
 _MAX_ATTEMPTS: Final = 64
-_MAX_OPENED: Final = 1024
 #: How often cached rings are version-checked even if no change message arrived.
 REVALIDATE_INTERVAL: Final = 10.0
 DEFAULT_REALM: Final = "default"
@@ -69,8 +66,6 @@ class KeyManager:
         self._grace = grace
         self._rsa_bits = rsa_bits
         self._cache = RingCache(store, clock)
-        # key id -> opened secret of keys that signed recently (decrypt once, not per token)
-        self._opened: dict[str, str] = {}
 
     # Start-up -------------------------------------------------------------
 
@@ -152,73 +147,6 @@ class KeyManager:
         if entry is None:
             raise RealmNotFound(realm)
         return entry.jwks
-
-    async def public_pem(self, realm: str, kid_sha256: str) -> str:
-        """The SubjectPublicKeyInfo PEM of the published key whose kid hashes to ``kid_sha256``.
-
-        This is how Jitsi's ``asap_key_server`` looks keys up: ``hex(sha256(kid)).pem``.
-
-        :raises RealmNotFound:
-        :raises KeyNotFound:
-        """
-        for key in (await self.ring(realm)).verifying(self._clock.now()):
-            digest = hashlib.sha256(key.kid.encode()).hexdigest()
-            if key.public_jwk is not None and hmac.compare_digest(digest, kid_sha256.lower()):
-                return crypto.jwk_to_pem(key.public_jwk)
-        raise KeyNotFound(kid_sha256)
-
-    async def verify(self, realm: str, token: str) -> tuple[dict[str, Any], KeyRecord]:
-        """Check a token's signature with the realm key its kid names.
-
-        The algorithm is pinned to the stored key (``JWS_ALG[key.algo]``), never
-        taken from the token: an HS256 token can only verify against an hs256 key.
-        Only keys that still verify at "now" count (not pruned, not force-deleted).
-
-        :returns: the claims (not yet checked for time or issuer) and the key.
-        :raises crypto.InvalidToken:
-        :raises RealmNotFound:
-        """
-        kid = crypto.unverified_header(token).get("kid")
-        ring = await self.ring(realm)
-        now = self._clock.now()
-        key = next((k for k in ring.verifying(now) if k.kid == kid), None)
-        if key is None or not isinstance(kid, str):
-            raise crypto.InvalidToken("kid: no key of this realm has it")
-        material: Mapping[str, Any] | str
-        if key.public_jwk is not None:
-            material = key.public_jwk
-        elif key.sealed_secret is not None:
-            material = self._open(realm, key)
-        else:  # pragma: no cover - every stored key has one or the other
-            raise crypto.InvalidToken("kid: the key cannot verify")
-        return crypto.verify_jwt(token, material, [JWS_ALG[key.algo]]), key
-
-    def _open(self, realm: str, key: KeyRecord) -> str:
-        secret = self._opened.get(key.id)
-        if secret is None:
-            assert key.sealed_secret is not None
-            secret = self._sealer.open(key.sealed_secret, f"{realm}/{key.id}".encode()).decode()
-            if len(self._opened) > _MAX_OPENED:
-                self._opened.clear()
-            self._opened[key.id] = secret
-        return secret
-
-    async def sign(
-        self, realm: str, claims: Mapping[str, Any], *, typ: str, algo: Algo = "rs256"
-    ) -> str:
-        """Sign ``claims`` with the realm's active key for ``algo``, from memory.
-
-        The key's secret is opened once and kept in process while the key is active.
-
-        :raises RealmNotFound:
-        :raises NoSigningKey: the realm has no active key for ``algo``.
-        """
-        key = (await self.ring(realm)).active(algo)
-        if key is None or key.sealed_secret is None:
-            raise NoSigningKey(f"realm {realm!r} has no active {algo} key")
-        return crypto.sign_jwt(
-            self._open(realm, key), key.algo, kid=key.kid, typ=typ, claims=claims
-        )
 
     async def create_key(self, realm: str, spec: KeySpec) -> CreatedKey:
         """Generate, import or upload a key (see :mod:`service.keys.requests`).

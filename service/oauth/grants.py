@@ -18,7 +18,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from service.clock import Clock
-from service.keys import KeyManager
+from service.keys import TokenSigner
 from service.models import Client
 from service.oauth.errors import (
     InvalidRequest,
@@ -57,8 +57,8 @@ class TokenResponse:
 class ClientCredentialsGrant:
     """Issues tokens for authenticated clients."""
 
-    def __init__(self, keys: KeyManager, clock: Clock, token_ttl: int) -> None:
-        self._keys = keys
+    def __init__(self, signer: TokenSigner, clock: Clock, token_ttl: int) -> None:
+        self._signer = signer
         self._clock = clock
         self._ttl = token_ttl
 
@@ -76,7 +76,7 @@ class ClientCredentialsGrant:
         now = int(self._clock.now())
         if client.token_profile == "jitsi":
             claims = _jitsi_claims(realm, client, form, room, now, self._ttl)
-            token = await self._keys.sign(realm, claims, typ="JWT")
+            token = await self._signer.sign(realm, claims, typ="JWT")
         else:
             claims = {
                 "iss": issuer,
@@ -91,7 +91,7 @@ class ClientCredentialsGrant:
                 claims["scope"] = scope
             if room:
                 claims["room"] = room
-            token = await self._keys.sign(
+            token = await self._signer.sign(
                 realm, claims, typ="at+jwt", algo=client.access_token_algo
             )
         return TokenResponse(token, self._ttl, scope)

@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from service import crypto
 from service.clock import Clock
-from service.keys import KeyManager
+from service.keys import TokenSigner
 
 __all__ = ["Introspector"]
 
@@ -23,14 +23,14 @@ INACTIVE: Final = {"active": False}
 class Introspector:
     """Verifies tokens against a realm's keys: server keys and uploaded verify_only keys."""
 
-    def __init__(self, keys: KeyManager, clock: Clock) -> None:
-        self._keys = keys
+    def __init__(self, signer: TokenSigner, clock: Clock) -> None:
+        self._signer = signer
         self._clock = clock
 
     async def introspect(self, realm: str, issuer: str, token: str) -> dict[str, Any]:
         """The RFC 7662 §2.2 response for ``token``."""
         try:
-            claims, key = await self._keys.verify(realm, token)
+            claims, key = await self._signer.verify(realm, token)
             # Tokens this server signed must name this realm as issuer; tenants'
             # own tokens (uploaded keys, which have no secret here) are checked
             # against what the tenant declared at upload, if anything.
