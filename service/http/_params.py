@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from service.errors import InvalidInput
 
-__all__ = ["page_params", "read_json_object"]
+__all__ = ["bearer_token", "page_params", "read_json_object"]
 
 DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 100
@@ -35,3 +35,9 @@ def page_params(request: Request) -> tuple[int, str | None]:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidInput(f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
     return int(raw), request.query_params.get("cursor") or None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1), if there is one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.errors import Forbidden, InvalidInput
-from service.http._params import page_params, read_json_object
+from service.http._params import bearer_token, page_params, read_json_object
 from service.http._render import key_object, realm_object
 from service.http._state import Services, services
 from service.keys import RealmNotFound, parse_key_request, parse_realm_name
@@ -20,14 +20,9 @@ from service.models import REALM_NAME, AdminKey, Page, Realm
 __all__ = ["admin_for_realm", "admin_routes"]
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
-
-
 async def _admin(request: Request) -> tuple[Services, AdminKey]:
     svc = services(request)
-    return svc, await svc.admins.authenticate(_bearer(request))
+    return svc, await svc.admins.authenticate(bearer_token(request))
 
 
 async def admin_for_realm(request: Request) -> tuple[Services, str]:

@@ -8,7 +8,6 @@ translated into OAuth errors here.
 from __future__ import annotations
 
 import functools
-import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -19,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from service.errors import Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
+from service.http._params import bearer_token, read_json_object
 from service.http._render import client_object
 from service.http._state import services
 from service.keys import RealmNotFound
@@ -128,16 +128,10 @@ async def register(request: Request) -> Response:
     """``POST {issuer}/oauth/register`` (RFC 7591): the initial access token is an admin key."""
     svc = services(request)
     realm = _realm(request)
-    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
-    admin = await svc.admins.authenticate(secret.strip() if scheme.lower() == "bearer" else None)
+    admin = await svc.admins.authenticate(bearer_token(request))
     if not admin.allows(realm):
         raise RealmNotFound(realm)
-    try:
-        metadata = json.loads(await request.body())
-    except (ValueError, RecursionError) as exc:
-        raise InvalidRequest("the body is not valid JSON") from exc
-    if not isinstance(metadata, dict):
-        raise InvalidRequest("the body must be a JSON object")
+    metadata = await read_json_object(request)
     client, client_secret = await svc.clients.register(realm, metadata)
     return JSONResponse(client_object(client, client_secret), status_code=201, headers=_NO_STORE)
 
@@ -151,9 +145,8 @@ async def introspect(request: Request) -> Response:
     form = await _form(request)
     issuer = svc.settings.issuer_of(realm)
     authorization = request.headers.get("authorization")
-    scheme, _, secret = (authorization or "").partition(" ")
-    if scheme.lower() == "bearer":
-        admin = await svc.admins.authenticate(secret.strip())
+    if (authorization or "").lower().startswith("bearer"):
+        admin = await svc.admins.authenticate(bearer_token(request))
         if not admin.allows(realm):
             raise RealmNotFound(realm)
     else:
