@@ -22,7 +22,7 @@ $(BIN)/.installed-test: $(BIN)/.installed
 run: $(BIN)/.installed
 	@echo "jwks-service on http://$(HOST):$(PORT)  (JWKS: http://$(HOST):$(PORT)/.well-known/jwks.json)"
 	@echo "Admin key: in another terminal run  make admin-key  (or $(BIN)/jwks-service admin-key create)"
-	@$(BIN)/jwks-service serve --host $(HOST) --port $(PORT)
+	@JWKS_ISSUER=$${JWKS_ISSUER:-http://$(HOST):$(PORT)} $(BIN)/jwks-service serve --host $(HOST) --port $(PORT)
 
 admin-key: $(BIN)/.installed
 	@$(BIN)/jwks-service admin-key create $(if $(REALM),--realm $(REALM))
