@@ -25,6 +25,8 @@ REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 RSA_BITS: Final = (2048, 3072, 4096)
 #: Admin keys are at least 32 random bytes; a bootstrap key shorter than this is a typo.
 MIN_ADMIN_KEY_LENGTH: Final = 32
+#: Slack on top of token lifetime + JWKS max-age for clocks and in-flight requests.
+GRACE_MARGIN: Final = 60
 
 
 class ConfigError(ServiceError):
@@ -73,7 +75,7 @@ class Settings:
             raw = env.get(name, "").strip()
             return parse(name, raw) if raw else default
 
-        return cls(
+        settings = cls(
             redis_url=get("JWKS_REDIS_URL", _redis_url, None),
             data_dir=get("JWKS_DATA_DIR", lambda _n, v: Path(v), cls.data_dir),
             issuer=get("JWKS_ISSUER", _issuer, cls.issuer),
@@ -91,6 +93,16 @@ class Settings:
                 "JWKS_STRICT_ASSERTION_AUDIENCE", _boolean, cls.strict_assertion_audience
             ),
         )
+        minimum = settings.token_ttl + settings.jwks_max_age + GRACE_MARGIN
+        if settings.key_grace < minimum:
+            # A retired key must verify every token it signed (token lifetime) for
+            # verifiers holding a JWKS cached before the change (max-age).
+            raise ConfigError(
+                "JWKS_KEY_GRACE",
+                f"must be at least {minimum} s (JWKS_TOKEN_TTL + JWKS_JWKS_MAX_AGE + "
+                f"{GRACE_MARGIN} s), so every token a retired key signed keeps verifying",
+            )
+        return settings
 
 
 def _is_number(raw: str) -> bool:

@@ -175,7 +175,7 @@ def test_jwks_max_age(raw: str, expected: int) -> None:
     assert Settings.from_env({"JWKS_JWKS_MAX_AGE": raw}).jwks_max_age == expected
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("1", 1), ("604800", 604_800)])
+@pytest.mark.parametrize(("raw", "expected"), [("960", 960), ("604800", 604_800)])
 def test_key_grace(raw: str, expected: int) -> None:
     assert Settings.from_env({"JWKS_KEY_GRACE": raw}).key_grace == expected
 
@@ -226,3 +226,38 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.rsa_bits = 4096  # type: ignore[misc]
     assert settings.rsa_bits == 3072
+
+
+def test_key_grace_must_outlive_tokens_and_cached_jwks() -> None:
+    """Grace >= token lifetime + JWKS max-age + margin, or the start is refused."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_KEY_GRACE": "959"})
+    assert str(caught.value).startswith("JWKS_KEY_GRACE: must be at least 960 s")
+    short = {"JWKS_KEY_GRACE": "200", "JWKS_TOKEN_TTL": "60", "JWKS_JWKS_MAX_AGE": "60"}
+    assert Settings.from_env(short).key_grace == 200
+    with pytest.raises(ConfigError):
+        Settings.from_env({**short, "JWKS_JWKS_MAX_AGE": "100"})
+
+
+def test_oauth_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "JWKS_TOKEN_TTL": "300",
+            "JWKS_MAX_ASSERTION_LIFETIME": "120",
+            "JWKS_STRICT_ASSERTION_AUDIENCE": "true",
+        }
+    )
+    assert (settings.token_ttl, settings.max_assertion_lifetime) == (300, 120)
+    assert settings.strict_assertion_audience is True
+    assert Settings.from_env({}).strict_assertion_audience is False
+    assert Settings.from_env({"JWKS_ISSUER": "https://k.example/"}).issuer_of("acme") == (
+        "https://k.example/realms/acme"
+    )
+    for name, raw in (
+        ("JWKS_TOKEN_TTL", "0"),
+        ("JWKS_MAX_ASSERTION_LIFETIME", "1h"),
+        ("JWKS_STRICT_ASSERTION_AUDIENCE", "maybe"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            Settings.from_env({name: raw})
+        assert str(caught.value).startswith(f"{name}: ")
