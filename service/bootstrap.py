@@ -94,6 +94,7 @@ async def open_runtime(
             clock,
             grace=settings.key_grace,
             rsa_bits=settings.rsa_bits,
+            publish_lead=settings.publish_lead,
         )
         await keys.check_kek()
         await keys.ensure_default_realm()

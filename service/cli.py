@@ -26,7 +26,7 @@ from service import __version__, crypto
 from service.bootstrap import open_runtime
 from service.config import Settings
 from service.errors import ServiceError
-from service.models import Algo
+from service.models import Algo, KeyRecord
 
 __all__ = ["main"]
 
@@ -153,6 +153,21 @@ def _admin_key_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate(args: argparse.Namespace) -> int:
+    async def rotate() -> KeyRecord:
+        async with open_runtime(Settings.from_env()) as runtime:
+            return await runtime.keys.rotate(args.realm, _ALGS[args.algo], immediate=args.immediate)
+
+    key = asyncio.run(rotate())
+    print(json.dumps({"id": key.id, "kid": key.kid, "algo": key.algo, "status": key.status}))
+    if args.immediate:
+        print(
+            "immediate rotation: verifiers with a cached JWKS fail until they refetch",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def _kek(_args: argparse.Namespace) -> int:
     print(base64.b64encode(crypto.new_kek()).decode())
     return 0
@@ -217,6 +232,16 @@ def _parser() -> argparse.ArgumentParser:
     create = admin_commands.add_parser("create", help="print a new admin key, once")
     create.add_argument("--realm", help="limit the key to this realm (default: every realm)")
     create.set_defaults(run=_admin_key_create)
+
+    rotate = commands.add_parser(
+        "rotate", help="promote the pre-published next key (or publish one to promote later)"
+    )
+    rotate.add_argument("--realm", default="default")
+    rotate.add_argument("--algo", choices=list(_ALGS), default="RS256")
+    rotate.add_argument(
+        "--immediate", action="store_true", help="activate a brand-new key now (emergencies)"
+    )
+    rotate.set_defaults(run=_rotate)
 
     kek = commands.add_parser("kek", help="print a new random JWKS_KEK value")
     kek.set_defaults(run=_kek)

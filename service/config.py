@@ -27,6 +27,8 @@ RSA_BITS: Final = (2048, 3072, 4096)
 MIN_ADMIN_KEY_LENGTH: Final = 32
 #: Slack on top of token lifetime + JWKS max-age for clocks and in-flight requests.
 GRACE_MARGIN: Final = 60
+#: Slack on top of the JWKS max-age before a pre-published key may sign.
+PUBLISH_MARGIN: Final = 5
 
 
 class ConfigError(ServiceError):
@@ -57,6 +59,11 @@ class Settings:
     def issuer_of(self, realm: str) -> str:
         """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""
         return self.issuer if realm == "default" else f"{self.issuer}/realms/{realm}"
+
+    @property
+    def publish_lead(self) -> int:
+        """How long a next key is published before it may sign: max-age plus a margin."""
+        return self.jwks_max_age + PUBLISH_MARGIN
 
     @property
     def embedded(self) -> bool:

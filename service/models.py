@@ -77,6 +77,7 @@ class KeyRecord:
     use: str = "sign"
     public_jwk: Mapping[str, Any] | None = field(default=None, hash=False)
     sealed_secret: str | None = None
+    activated_at: float | None = None
     retired_at: float | None = None
     expires_at: float | None = None
     #: For uploaded keys: what the tenant's tokens must carry to introspect active.

@@ -141,7 +141,17 @@ def rsa_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["keygen"], ["pem2jwk"], ["admin-key"], ["admin-key", "create"], ["kek"]],
+    [
+        [],
+        ["serve"],
+        ["keygen"],
+        ["pem2jwk"],
+        ["admin-key"],
+        ["admin-key", "create"],
+        ["assertion"],
+        ["rotate"],
+        ["kek"],
+    ],
     ids=lambda c: " ".join(c) or "jwks-service",
 )
 def test_every_command_has_help(command: list[str], data_dir: Path) -> None:
@@ -527,3 +537,27 @@ def test_assertion_gets_a_token_for_a_keygen_key(
         check=False,
     )
     assert missing.returncode != 0 and len(missing.stderr.strip().splitlines()) == 1
+
+
+def test_rotate(data_dir: Path, redis_client: redis.Redis, redis_url: str) -> None:
+    """rotate publishes a next key and says when to come back; --immediate activates now."""
+    env = cli_env(
+        data_dir,
+        JWKS_REDIS_URL=redis_url,
+        JWKS_KEK=KEK,
+        JWKS_JWKS_MAX_AGE="60",
+        JWKS_KEY_GRACE="3600",
+    )
+    waiting = assert_one_line_error(run_cli("rotate", env=env))
+    assert "65 s" in waiting and "immediate" in waiting
+    (upcoming,) = [
+        json.loads(v)
+        for k in redis_client.scan_iter("jwks:{default}:key:*")
+        if (v := redis_client.get(k)) and json.loads(v)["status"] == "next"
+    ]
+    urgent = run_cli("rotate", "--immediate", env=env)
+    assert_ok(urgent)
+    printed = json.loads(urgent.stdout)
+    assert printed["status"] == "active" and printed["id"] != upcoming["id"]
+    assert "cached JWKS" in urgent.stderr
+    assert_one_line_error(run_cli("rotate", "--realm", "nope", env=env))

@@ -14,7 +14,7 @@ from service.errors import Forbidden, InvalidInput
 from service.http._params import bearer_token, page_params, read_json_object
 from service.http._render import key_object, realm_object
 from service.http._state import Services, services
-from service.keys import RealmNotFound, parse_key_request, parse_realm_name
+from service.keys import RealmNotFound, parse_algo, parse_key_request, parse_realm_name
 from service.models import REALM_NAME, AdminKey, Page, Realm
 
 __all__ = ["admin_for_realm", "admin_routes"]
@@ -94,6 +94,18 @@ async def create_key(request: Request) -> Response:
     return JSONResponse(key_object(created.key, created.secret), status_code=201)
 
 
+async def rotate_keys(request: Request) -> Response:
+    """``POST /v1/realms/{realm}/jwt_keys/rotate {"algo", "immediate"?}``: the new active key."""
+    svc, realm = await admin_for_realm(request)
+    body = await read_json_object(request)
+    algo = parse_algo(body.get("algo", "rs256"))
+    immediate = body.get("immediate", False)
+    if not isinstance(immediate, bool):
+        raise InvalidInput("immediate must be true or false", field="immediate")
+    key = await svc.keys.rotate(realm, algo, immediate=immediate)
+    return JSONResponse(key_object(key))
+
+
 async def get_key(request: Request) -> Response:
     """``GET /v1/realms/{realm}/jwt_keys/{id}``."""
     svc, realm = await admin_for_realm(request)
@@ -119,6 +131,7 @@ def admin_routes() -> list[Route]:
         Route("/v1/realms/{realm}", delete_realm, methods=["DELETE"]),
         Route("/v1/realms/{realm}/jwt_keys", list_keys, methods=["GET"]),
         Route("/v1/realms/{realm}/jwt_keys", create_key, methods=["POST"]),
+        Route("/v1/realms/{realm}/jwt_keys/rotate", rotate_keys, methods=["POST"]),
         Route("/v1/realms/{realm}/jwt_keys/{id}", get_key, methods=["GET"]),
         Route("/v1/realms/{realm}/jwt_keys/{id}", delete_key, methods=["DELETE"]),
     ]

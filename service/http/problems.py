@@ -83,8 +83,9 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     extra: dict[str, Any] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="jwks-service"'
-    if isinstance(exc, Unavailable):
-        headers["Retry-After"] = str(exc.retry_after)
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):  # 503s, and a rotation that must wait (409)
+        headers["Retry-After"] = str(retry_after)
     if isinstance(exc, InvalidInput) and exc.field:
         extra["field"] = exc.field
     return problem(status, slug, exc.detail, title=exc.title, extra=extra, headers=headers)

@@ -17,6 +17,7 @@ from service.keys.errors import (
     NoSigningKey,
     RealmNameTaken,
     RealmNotFound,
+    RotationTooSoon,
 )
 from service.keys.manager import CreatedKey, KeyManager
 from service.keys.requests import (
@@ -24,6 +25,7 @@ from service.keys.requests import (
     ImportSecret,
     KeySpec,
     UploadPublicKey,
+    parse_algo,
     parse_key_request,
     parse_realm_name,
 )
@@ -43,8 +45,10 @@ __all__ = [
     "NoSigningKey",
     "RealmNameTaken",
     "RealmNotFound",
+    "RotationTooSoon",
     "TokenSigner",
     "UploadPublicKey",
+    "parse_algo",
     "parse_key_request",
     "parse_realm_name",
 ]

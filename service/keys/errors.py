@@ -39,3 +39,14 @@ class Busy(Unavailable):
 
 class NoSigningKey(Conflict):
     """The realm has no active key for the requested algorithm."""
+
+
+class RotationTooSoon(Conflict):
+    """The next key has not been published long enough to start signing."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"the next key is published but may sign only in {retry_after} s, once every "
+            "verifier's cached JWKS has it; retry then, or rotate with immediate=true"
+        )
+        self.retry_after = retry_after

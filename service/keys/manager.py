@@ -23,7 +23,13 @@ from service.clock import Clock
 from service.errors import InvalidInput, Unavailable
 from service.keys import policy
 from service.keys.cache import JwksDocument, RingCache
-from service.keys.errors import Busy, KeyNotFound, RealmNameTaken, RealmNotFound
+from service.keys.errors import (
+    Busy,
+    KeyNotFound,
+    RealmNameTaken,
+    RealmNotFound,
+    RotationTooSoon,
+)
 from service.keys.requests import GenerateKey, ImportSecret, KeySpec, UploadPublicKey
 from service.models import Algo, KeyRecord, KeyRing, Page, Realm
 from service.storage import CHANGES_ALL, RealmExists, RealmGone, Store
@@ -59,12 +65,14 @@ class KeyManager:
         *,
         grace: int,
         rsa_bits: int = 2048,
+        publish_lead: int = 305,
     ) -> None:
         self._store = store
         self._sealer = sealer
         self._clock = clock
         self._grace = grace
         self._rsa_bits = rsa_bits
+        self._lead = publish_lead
         self._cache = RingCache(store, clock)
 
     # Start-up -------------------------------------------------------------
@@ -203,11 +211,11 @@ class KeyManager:
             change = policy.remove(ring, key_id, now, self._grace, force=force)
             algo = policy.needs_replacement(ring, key_id)
             if algo is not None:
-                if replacement is None or replacement.algo != algo:
+                # A next key published long enough takes over; else a fresh key.
+                successor = policy.ready_next(ring, algo, now, self._lead) or replacement
+                if successor is None or successor.algo != algo:
                     raise _ReplacementNeeded(algo)
-                change += policy.activate(
-                    policy.applied(ring, change), replacement, now, self._grace
-                )
+                change += policy.activate(policy.applied(ring, change), successor, now, self._grace)
             removed[:] = [k for k in change.put + change.delete if k.id == key_id]
             return change
 
@@ -223,6 +231,43 @@ class KeyManager:
         if force:
             return dataclasses.replace(removed[0], status="expired", expires_at=self._clock.now())
         return await self._stored(realm, key_id)
+
+    async def rotate(self, realm: str, algo: Algo, *, immediate: bool = False) -> KeyRecord:
+        """Rotate ``algo``'s signing key; return the key that signs now.
+
+        Normally the pre-published next key is promoted and a new next key is
+        published behind it. If the next key has not been published for the JWKS
+        max-age plus a margin (or there is none, in which case one is published
+        now), nothing is promoted and ``RotationTooSoon`` says how long to wait.
+        ``immediate`` activates a brand-new key at once: verifiers holding a cached
+        JWKS fail on its tokens until they refetch.
+
+        :raises RealmNotFound:
+        :raises RotationTooSoon:
+        """
+        new = (await self._new_key(realm, GenerateKey(algo), self._clock.now())).key
+        if immediate:
+            await self._update(
+                realm, lambda ring: policy.activate(ring, new, self._clock.now(), self._grace)
+            )
+            log.warning("immediate rotation: realm=%s algo=%s id=%s", realm, algo, new.id)
+            return await self._stored(realm, new.id)
+        wait: list[int] = []
+
+        def decide(ring: KeyRing) -> policy.RingChange:
+            rotation = policy.rotate(ring, algo, new, self._clock.now(), self._grace, self._lead)
+            wait[:] = [rotation.retry_after] if rotation.retry_after is not None else []
+            return rotation.change
+
+        await self._update(realm, decide)
+        if wait:
+            raise RotationTooSoon(wait[0])
+        ring = await self._store.load_ring(realm)
+        active = ring.active(algo) if ring is not None else None
+        if active is None:  # pragma: no cover - the CAS just made one active
+            raise RealmNotFound(realm)
+        log.info("key rotated: realm=%s algo=%s active=%s", realm, algo, active.id)
+        return active
 
     # Change feed ----------------------------------------------------------
 

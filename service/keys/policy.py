@@ -9,6 +9,7 @@ side effects.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from service.keys.errors import KeyNotFound, KidInUse
@@ -16,11 +17,14 @@ from service.models import Algo, KeyRecord, KeyRing
 
 __all__ = [
     "RingChange",
+    "Rotation",
     "activate",
     "add_verify_only",
     "applied",
     "needs_replacement",
+    "ready_next",
     "remove",
+    "rotate",
 ]
 
 
@@ -36,7 +40,8 @@ class RingChange:
 
 
 def _check_kid(ring: KeyRing, key: KeyRecord) -> None:
-    if ring.by_kid(key.kid) is not None:
+    found = ring.by_kid(key.kid)
+    if found is not None and found.id != key.id:
         raise KidInUse(key.kid)
 
 
@@ -51,7 +56,8 @@ def activate(ring: KeyRing, key: KeyRecord, now: float, grace: int) -> RingChang
     _check_kid(ring, key)
     current = ring.active(key.algo)
     retired = (_retire(current, now, grace),) if current else ()
-    return RingChange(put=(*retired, dataclasses.replace(key, status="active")))
+    activated = dataclasses.replace(key, status="active", activated_at=now)
+    return RingChange(put=(*retired, activated))
 
 
 def add_verify_only(ring: KeyRing, key: KeyRecord) -> RingChange:
@@ -90,3 +96,50 @@ def applied(ring: KeyRing, change: RingChange) -> KeyRing:
     gone = {k.id for k in change.delete} | {k.id for k in change.put}
     kept = tuple(k for k in ring.keys if k.id not in gone)
     return dataclasses.replace(ring, keys=kept + change.put)
+
+
+def pending_next(ring: KeyRing, algo: Algo) -> KeyRecord | None:
+    """The pre-published key that will sign ``algo`` next, if any."""
+    return next((k for k in ring.keys if k.algo == algo and k.status == "next"), None)
+
+
+def ready_next(ring: KeyRing, algo: Algo, now: float, lead: int) -> KeyRecord | None:
+    """The next key of ``algo`` if it has been published for at least ``lead`` seconds.
+
+    ``lead`` is the JWKS max-age plus a margin: by then every verifier that honours
+    Cache-Control has fetched a JWKS holding the key, so signing with it breaks nobody.
+    """
+    key = pending_next(ring, algo)
+    return key if key is not None and key.created_at + lead <= now else None
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A rotation decision: the change to save, and whether the promotion must wait.
+
+    ``retry_after`` is set (seconds) when the next key is not yet published long
+    enough; ``change`` then only pre-publishes a next key, if there was none.
+    """
+
+    change: RingChange
+    retry_after: int | None = None
+
+
+def rotate(
+    ring: KeyRing, algo: Algo, new_next: KeyRecord, now: float, grace: int, lead: int
+) -> Rotation:
+    """Promote the published next key of ``algo`` and pre-publish ``new_next`` after it.
+
+    Without a next key, ``new_next`` is published now and the promotion waits ``lead``.
+    """
+    upcoming = dataclasses.replace(new_next, status="next", activated_at=None)
+    current = pending_next(ring, algo)
+    if current is None:
+        _check_kid(ring, upcoming)
+        return Rotation(RingChange(put=(upcoming,)), retry_after=lead)
+    ready_at = current.created_at + lead
+    if ready_at > now:
+        return Rotation(RingChange(), retry_after=max(1, math.ceil(ready_at - now)))
+    promoted = activate(ring, current, now, grace)
+    _check_kid(applied(ring, promoted), upcoming)
+    return Rotation(promoted + RingChange(put=(upcoming,)))

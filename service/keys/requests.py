@@ -16,6 +16,7 @@ __all__ = [
     "ImportSecret",
     "KeySpec",
     "UploadPublicKey",
+    "parse_algo",
     "parse_key_request",
     "parse_realm_name",
 ]
@@ -137,6 +138,14 @@ def _jwk_kid(public_key: str | dict[str, Any]) -> str | None:
     if not isinstance(members, dict) or "kid" not in members:
         return None
     return _kid(members["kid"])
+
+
+def parse_algo(value: object) -> Algo:
+    """A key algorithm name (rs256, hs256, es256, eddsa)."""
+    algo = _algo(value)
+    if algo is None:
+        raise InvalidInput("algo is required (rs256, hs256, es256 or eddsa)", field="algo")
+    return algo
 
 
 def _algo(value: object) -> Algo | None:

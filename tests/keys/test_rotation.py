@@ -1,0 +1,121 @@
+"""Rotation: next -> active -> expired -> pruned, stepped through with a fake clock."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Callable
+
+import pytest
+from starlette.testclient import TestClient
+
+from service import crypto
+from service.keys import KeyManager, RotationTooSoon, policy
+from service.models import KeyRecord, KeyRing, Realm
+from service.storage.redis import RedisStore
+from tests.conftest import KEK, FakeClock
+
+NOW = 1_800_000_000.0
+GRACE = 1000
+LEAD = 305
+INTERVAL = 600
+
+
+def rec(n: int, status: str = "next") -> KeyRecord:
+    return KeyRecord(id=f"jky_{n}", kid=f"jky_{n}", algo="rs256", status=status, created_at=NOW + n)  # type: ignore[arg-type]
+
+
+def test_one_hundred_rotations_never_break_a_cached_verifier() -> None:
+    """At every step: one key signs; every published key verifies; a verifier's JWKS
+    cached up to LEAD seconds ago already held the signing key; retired keys verify
+    through the grace and are gone after it."""
+    clock = NOW
+    ring = KeyRing(Realm("r", NOW), "v", (rec(0, "active"),))
+    first = policy.rotate(ring, "rs256", rec(1), clock, GRACE, LEAD)
+    assert first.retry_after == LEAD  # no next key yet: one is published, promotion waits
+    ring = policy.applied(ring, first.change)
+    published_at: dict[str, float] = {"jky_0": NOW, "jky_1": NOW}
+    signed_by: dict[str, float] = {}
+    for n in range(2, 102):
+        clock += INTERVAL
+        fresh = dataclasses.replace(rec(n), created_at=clock)
+        outcome = policy.rotate(ring, "rs256", fresh, clock, GRACE, LEAD)
+        assert outcome.retry_after is None
+        ring = policy.applied(ring, outcome.change)
+        published_at[f"jky_{n}"] = clock
+        active = [k for k in ring.keys if k.status == "active"]
+        assert len(active) == 1
+        signer = active[0]
+        signed_by[signer.id] = clock
+        # Published at least LEAD before it signs: a JWKS cached LEAD ago has it.
+        assert published_at[signer.id] + LEAD <= clock
+        verifying = {k.id for k in ring.verifying(clock)}
+        nexts = [k for k in ring.keys if k.status == "next"]
+        assert len(nexts) == 1 and nexts[0].id in verifying
+        # Every key that signed within the grace still verifies; older ones do not.
+        for key_id, last_signed in signed_by.items():
+            assert (key_id in verifying) == (
+                clock < last_signed + INTERVAL + GRACE or key_id == signer.id
+            )
+        ring = KeyRing(ring.realm, ring.version, ring.verifying(clock))  # the TTL prunes
+
+
+def test_promotion_waits_for_the_lead() -> None:
+    ring = KeyRing(Realm("r", NOW), "v", (rec(0, "active"), rec(1)))
+    early = policy.rotate(ring, "rs256", rec(2), NOW + 1 + LEAD - 10, GRACE, LEAD)
+    assert early.retry_after == 10 and early.change == policy.RingChange()
+    ready = policy.rotate(ring, "rs256", rec(2), NOW + 1 + LEAD, GRACE, LEAD)
+    after = policy.applied(ring, ready.change)
+    assert [k.id for k in after.keys if k.status == "active"] == ["jky_1"]
+    assert [k.id for k in after.keys if k.status == "next"] == ["jky_2"]
+    assert after.by_id("jky_0") is not None and after.by_id("jky_0").status == "expired"  # type: ignore[union-attr]
+
+
+def manager(store: RedisStore, clock: FakeClock) -> KeyManager:
+    return KeyManager(
+        store, crypto.Sealer(base64.b64decode(KEK)), clock, grace=GRACE, publish_lead=LEAD
+    )
+
+
+async def test_manager_rotation_and_delete_promote_the_next_key(store: RedisStore) -> None:
+    clock = FakeClock()
+    m = manager(store, clock)
+    await m.ensure_default_realm()
+    first = (await m.ring("default")).active("rs256")
+    assert first is not None
+    with pytest.raises(RotationTooSoon) as too_soon:
+        await m.rotate("default", "rs256")
+    assert too_soon.value.retry_after == LEAD
+    ring = await m.ring("default")
+    (upcoming,) = [k for k in ring.keys if k.status == "next"]
+    kids = [k["kid"] for k in json.loads((await m.jwks("default")).body)["keys"]]
+    assert kids == [first.kid, upcoming.kid]  # published before it signs
+    clock.advance(LEAD)
+    promoted = await m.rotate("default", "rs256")
+    assert promoted.id == upcoming.id
+    # Deleting the active key promotes a next key published long enough.
+    after = await m.ring("default")
+    (queued,) = [k for k in after.keys if k.status == "next"]
+    clock.advance(LEAD)
+    await m.delete_key("default", promoted.id)
+    final = (await m.ring("default")).active("rs256")
+    assert final is not None and final.id == queued.id
+    # Immediate: a brand-new key signs at once.
+    urgent = await m.rotate("default", "rs256", immediate=True)
+    assert urgent.status == "active" and urgent.id not in {queued.id, upcoming.id, first.id}
+
+
+def test_rotate_endpoint(make_client: Callable[..., TestClient], admin: dict[str, str]) -> None:
+    client = make_client(jwks_max_age=0)  # the lead is then 5 s
+    first = client.post("/v1/realms/default/jwt_keys/rotate", json={"algo": "rs256"}, headers=admin)
+    assert first.status_code == 409 and first.headers["retry-after"] == "5"
+    assert first.headers["content-type"] == "application/problem+json"
+    again = client.post("/v1/realms/default/jwt_keys/rotate", json={}, headers=admin)
+    assert again.status_code == 409 and 1 <= int(again.headers["retry-after"]) <= 5
+    urgent = client.post(
+        "/v1/realms/default/jwt_keys/rotate", json={"immediate": True}, headers=admin
+    )
+    assert urgent.status_code == 200 and urgent.json()["status"] == "active"
+    bad = client.post("/v1/realms/default/jwt_keys/rotate", json={"algo": "rs512"}, headers=admin)
+    assert bad.status_code == 400 and bad.json()["field"] == "algo"
