@@ -23,6 +23,7 @@ from service.http import (
     oauth_routes,
     wellknown_routes,
 )
+from service.keys import RotationScheduler
 from service.storage import Store
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -42,7 +43,10 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         async with open_runtime(settings, store=store, clock=clock) as runtime:
-            watcher = asyncio.create_task(runtime.keys.watch(), name="key-ring-watch")
+            tasks = [asyncio.create_task(runtime.keys.watch(), name="key-ring-watch")]
+            if settings.rotation_interval:
+                scheduler = RotationScheduler(runtime.keys, settings.rotation_interval)
+                tasks.append(asyncio.create_task(scheduler.run(), name="key-rotation"))
             try:
                 yield {
                     "services": Services(
@@ -58,9 +62,11 @@ def create_app(
                     )
                 }
             finally:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     return Starlette(
         routes=[

@@ -55,6 +55,7 @@ class Settings:
     token_ttl: int = 600
     max_assertion_lifetime: int = 3600
     strict_assertion_audience: bool = False
+    rotation_interval: int = 604_800
 
     def issuer_of(self, realm: str) -> str:
         """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""
@@ -99,6 +100,7 @@ class Settings:
             strict_assertion_audience=get(
                 "JWKS_STRICT_ASSERTION_AUDIENCE", _boolean, cls.strict_assertion_audience
             ),
+            rotation_interval=get("JWKS_ROTATION_INTERVAL", _seconds, cls.rotation_interval),
         )
         minimum = settings.token_ttl + settings.jwks_max_age + GRACE_MARGIN
         if settings.key_grace < minimum:
@@ -108,6 +110,12 @@ class Settings:
                 "JWKS_KEY_GRACE",
                 f"must be at least {minimum} s (JWKS_TOKEN_TTL + JWKS_JWKS_MAX_AGE + "
                 f"{GRACE_MARGIN} s), so every token a retired key signed keeps verifying",
+            )
+        if 0 < settings.rotation_interval <= settings.publish_lead:
+            raise ConfigError(
+                "JWKS_ROTATION_INTERVAL",
+                f"must be 0 (off) or more than {settings.publish_lead} s "
+                "(JWKS_JWKS_MAX_AGE + 5 s: a next key must be published that long first)",
             )
         return settings
 

@@ -93,6 +93,8 @@ def settings(redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> Setti
         jwks_max_age=300,
         key_grace=3600,
         rsa_bits=2048,
+        # Scheduled rotation would add next keys mid-test; its own tests turn it on.
+        rotation_interval=0,
     )
 
 

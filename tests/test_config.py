@@ -261,3 +261,11 @@ def test_oauth_settings() -> None:
         with pytest.raises(ConfigError) as caught:
             Settings.from_env({name: raw})
         assert str(caught.value).startswith(f"{name}: ")
+
+
+def test_rotation_interval() -> None:
+    assert Settings.from_env({}).rotation_interval == 604_800
+    assert Settings.from_env({"JWKS_ROTATION_INTERVAL": "0"}).rotation_interval == 0
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_ROTATION_INTERVAL": "305"})
+    assert str(caught.value).startswith("JWKS_ROTATION_INTERVAL: must be 0 (off) or more than 305")

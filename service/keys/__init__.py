@@ -29,6 +29,7 @@ from service.keys.requests import (
     parse_key_request,
     parse_realm_name,
 )
+from service.keys.scheduler import RotationScheduler
 from service.keys.signing import TokenSigner
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "NoSigningKey",
     "RealmNameTaken",
     "RealmNotFound",
+    "RotationScheduler",
     "RotationTooSoon",
     "TokenSigner",
     "UploadPublicKey",

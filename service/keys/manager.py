@@ -269,6 +269,38 @@ class KeyManager:
         log.info("key rotated: realm=%s algo=%s active=%s", realm, algo, active.id)
         return active
 
+    async def rotate_if_due(self, realm: str, algo: Algo, interval: int) -> bool:
+        """Scheduled rotation of one realm and algo: publish a next key, or promote it.
+
+        Decided on the cached ring first (cheap, usually nothing to do), then again
+        inside the compare-and-swap: of several replicas racing, one changes the
+        ring and the others find nothing due.
+
+        :returns: whether this call changed the ring.
+        """
+        ring = await self.ring(realm)
+        if policy.rotation_due(ring, algo, self._clock.now(), interval, self._lead) is None:
+            return False
+        new = (await self._new_key(realm, GenerateKey(algo), self._clock.now())).key
+        changed: list[bool] = []
+
+        def decide(current: KeyRing) -> policy.RingChange:
+            now = self._clock.now()
+            due = policy.rotation_due(current, algo, now, interval, self._lead)
+            change = (
+                policy.rotate(current, algo, new, now, self._grace, self._lead).change
+                if due is not None
+                else policy.RingChange()
+            )
+            changed[:] = [bool(change.put or change.delete)]
+            return change
+
+        await self._update(realm, decide)
+        if changed and changed[0]:
+            log.info("scheduled rotation step: realm=%s algo=%s", realm, algo)
+            return True
+        return False
+
     # Change feed ----------------------------------------------------------
 
     async def watch(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 from service.keys.errors import KeyNotFound, KidInUse
 from service.models import Algo, KeyRecord, KeyRing
@@ -143,3 +144,24 @@ def rotate(
     promoted = activate(ring, current, now, grace)
     _check_kid(applied(ring, promoted), upcoming)
     return Rotation(promoted + RingChange(put=(upcoming,)))
+
+
+def rotation_due(
+    ring: KeyRing, algo: Algo, now: float, interval: int, lead: int
+) -> Literal["publish_next", "promote"] | None:
+    """What scheduled rotation should do for ``algo`` at ``now``, if anything.
+
+    Only generated, published signing keys rotate on schedule: a next key is
+    published as soon as there is none (so it is ready long before it is due), and
+    promoted once the active key has signed for ``interval`` and the next key has
+    been published for ``lead``.
+    """
+    active = ring.active(algo)
+    if active is None or active.public_jwk is None or active.sealed_secret is None:
+        return None
+    if pending_next(ring, algo) is None:
+        return "publish_next"
+    started = active.activated_at if active.activated_at is not None else active.created_at
+    if started + interval <= now and ready_next(ring, algo, now, lead) is not None:
+        return "promote"
+    return None

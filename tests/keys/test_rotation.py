@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -119,3 +120,57 @@ def test_rotate_endpoint(make_client: Callable[..., TestClient], admin: dict[str
     assert urgent.status_code == 200 and urgent.json()["status"] == "active"
     bad = client.post("/v1/realms/default/jwt_keys/rotate", json={"algo": "rs512"}, headers=admin)
     assert bad.status_code == 400 and bad.json()["field"] == "algo"
+
+
+def test_rotation_due() -> None:
+    active = dataclasses.replace(
+        rec(0, "active"), public_jwk={"kty": "RSA"}, sealed_secret="v1.x", activated_at=NOW
+    )
+    ring = KeyRing(Realm("r", NOW), "v", (active,))
+    assert policy.rotation_due(ring, "rs256", NOW, INTERVAL, LEAD) == "publish_next"
+    assert policy.rotation_due(ring, "es256", NOW, INTERVAL, LEAD) is None  # no es256 key
+    ring = KeyRing(ring.realm, "v", (active, rec(1)))
+    assert policy.rotation_due(ring, "rs256", NOW + INTERVAL - 1, INTERVAL, LEAD) is None
+    assert policy.rotation_due(ring, "rs256", NOW + INTERVAL, INTERVAL, LEAD) == "promote"
+    fresh = KeyRing(
+        ring.realm, "v", (active, dataclasses.replace(rec(1), created_at=NOW + INTERVAL))
+    )
+    assert policy.rotation_due(fresh, "rs256", NOW + INTERVAL, INTERVAL, LEAD) is None
+    uploaded = dataclasses.replace(active, sealed_secret=None)
+    assert (
+        policy.rotation_due(KeyRing(ring.realm, "v", (uploaded,)), "rs256", NOW, INTERVAL, LEAD)
+        is None
+    )
+
+
+async def test_scheduler_rotates_on_schedule_across_two_replicas(
+    store: RedisStore, redis_url: str
+) -> None:
+    """Two managers (replicas) run passes on one store; a fake clock steps 10 intervals."""
+    from service.keys import RotationScheduler
+    from service.storage.redis import connect
+
+    clock = FakeClock()
+    other = connect(redis_url)
+    try:
+        replicas = [manager(store, clock), manager(other, clock)]
+        await replicas[0].ensure_default_realm()
+        schedulers = [RotationScheduler(m, INTERVAL) for m in replicas]
+        signers: list[str] = []
+        for _step in range(40):
+            clock.advance(INTERVAL / 4)
+            for m in replicas:
+                m._cache.invalidate("default")
+            await asyncio.gather(*(s.run_once() for s in schedulers))
+            ring = await store.load_ring("default")
+            assert ring is not None
+            active = [k for k in ring.keys if k.status == "active"]
+            nexts = [k for k in ring.keys if k.status == "next"]
+            assert len(active) == 1 and len(nexts) == 1
+            if not signers or signers[-1] != active[0].id:
+                signers.append(active[0].id)
+            # The signer was published (as next) at least the lead before it signs.
+            assert active[0].created_at + LEAD <= clock.now() or len(signers) == 1
+        assert 9 <= len(signers) - 1 <= 10  # about one rotation per interval
+    finally:
+        await other.close()
