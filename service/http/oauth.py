@@ -44,6 +44,7 @@ class _NotFound(OAuthError):
 class _Unavailable(OAuthError):
     error = "temporarily_unavailable"
     status = 503
+    retry_after = 1
 
 
 class _InvalidToken(OAuthError):
@@ -63,7 +64,9 @@ def _oauth_errors(endpoint: Endpoint) -> Endpoint:
         except NotFound as exc:
             raise _NotFound(exc.detail) from exc
         except Unavailable as exc:
-            raise _Unavailable(exc.detail) from exc
+            unavailable = _Unavailable(exc.detail)
+            unavailable.retry_after = exc.retry_after
+            raise unavailable from exc
         except Unauthorized as exc:
             raise _InvalidToken(exc.detail) from exc
         except (InvalidInput, Conflict) as exc:

@@ -99,6 +99,9 @@ async def _oauth_error(request: Request, exc: Exception) -> Response:
         headers["WWW-Authenticate"] = 'Basic realm="jwks-service"'
     if exc.error == "invalid_token":  # RFC 6750 §3
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int):
+        headers["Retry-After"] = str(retry_after)
     body = {"error": exc.error, "error_description": exc.detail}
     return JSONResponse(body, status_code=exc.status, headers=headers)
 

@@ -194,5 +194,11 @@ def test_store_outage_is_503_and_jwks_keeps_serving(tmp_path: Path, admin: dict[
             again = c.get("/.well-known/jwks.json")  # served from the in-process cache
             assert again.status_code == 200 and again.content == jwks.content
             assert_problem(c.post("/v1/realms", json={"name": "x"}, headers=admin), 503)
+            token = c.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials", "client_id": "c", "client_secret": "s"},
+            )
+            assert token.status_code == 503 and token.headers["retry-after"] == "1"
+            assert token.json()["error"] == "temporarily_unavailable"
     finally:
         server.stop()
