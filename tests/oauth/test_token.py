@@ -46,6 +46,19 @@ def register(client: TestClient, admin: dict[str, str], **metadata: Any) -> dict
     return body
 
 
+def register_key_client(
+    client: TestClient, admin: dict[str, str], key: rsa.RSAPrivateKey, **metadata: Any
+) -> dict[str, Any]:
+    """A private_key_jwt client whose one key (kid "k1") is ``key``."""
+    return register(
+        client,
+        admin,
+        token_endpoint_auth_method="private_key_jwt",
+        jwks={"keys": [public_jwk(key, "k1")]},
+        **metadata,
+    )
+
+
 def assertion(
     key: Any, client_id: str, *, alg: str = "RS256", kid: str | None = "k1", **claims: Any
 ) -> str:
@@ -153,12 +166,7 @@ def test_private_key_jwt(
 def test_assertion_replay_and_forgery(
     client: TestClient, admin: dict[str, str], rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    reg = register(
-        client,
-        admin,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [public_jwk(rsa_key, "k1")]},
-    )
+    reg = register_key_client(client, admin, rsa_key)
     cid = reg["client_id"]
     jti = "once-only"
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -191,12 +199,7 @@ def test_bad_assertion_claims(
     claims: dict[str, Any],
     check: str,
 ) -> None:
-    reg = register(
-        client,
-        admin,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [public_jwk(rsa_key, "k1")]},
-    )
+    reg = register_key_client(client, admin, rsa_key)
     payload = {k: v for k, v in claims.items() if v is not None}
     token = assertion(rsa_key, reg["client_id"], **payload)
     if claims.get("jti", "") is None:
@@ -216,12 +219,7 @@ def b64url(data: bytes) -> str:
 def test_hs256_and_none_assertions_are_refused(
     client: TestClient, admin: dict[str, str], rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    reg = register(
-        client,
-        admin,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [public_jwk(rsa_key, "k1")]},
-    )
+    reg = register_key_client(client, admin, rsa_key)
     cid = reg["client_id"]
     pem = rsa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -321,12 +319,7 @@ def test_registration_errors(
 def test_admin_clients_api(
     client: TestClient, admin: dict[str, str], rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    reg = register(
-        client,
-        admin,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [public_jwk(rsa_key, "k1")]},
-    )
+    reg = register_key_client(client, admin, rsa_key)
     cid = reg["client_id"]
     listed = client.get("/v1/realms/default/clients", headers=admin).json()["data"]
     assert [c["client_id"] for c in listed] == [cid] and "client_secret" not in listed[0]
@@ -453,12 +446,7 @@ def test_access_token_algorithm_chosen_by_the_client(
 def test_assertion_with_unknown_kid(
     client: TestClient, admin: dict[str, str], rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    reg = register(
-        client,
-        admin,
-        token_endpoint_auth_method="private_key_jwt",
-        jwks={"keys": [public_jwk(rsa_key, "k1")]},
-    )
+    reg = register_key_client(client, admin, rsa_key)
     response = client.post(
         TOKEN_URL, data=assertion_form(assertion(rsa_key, reg["client_id"], kid="k9"))
     )
