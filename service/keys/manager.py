@@ -308,7 +308,9 @@ class KeyManager:
 
         async def poll() -> None:
             while True:
-                await asyncio.sleep(REVALIDATE_INTERVAL)
+                # A replica that missed a message must catch up well within the lead,
+                # or it could serve a JWKS without a key that already signs.
+                await asyncio.sleep(min(REVALIDATE_INTERVAL, self._lead / 2))
                 try:
                     await self._cache.revalidate()
                 except Exception:

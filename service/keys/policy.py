@@ -133,7 +133,8 @@ def rotate(
 
     Without a next key, ``new_next`` is published now and the promotion waits ``lead``.
     """
-    upcoming = dataclasses.replace(new_next, status="next", activated_at=None)
+    # Published now: the lead counts from the save, not from when the key was made.
+    upcoming = dataclasses.replace(new_next, status="next", activated_at=None, created_at=now)
     current = pending_next(ring, algo)
     if current is None:
         _check_kid(ring, upcoming)
