@@ -13,15 +13,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from service.errors import ServiceError
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["ConfigError", "MultiHostUrl", "Settings", "parse_multi_host_url"]
 
 T = TypeVar("T")
 
 REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
+CLUSTER_SCHEME: Final = "redis+cluster"
+SENTINEL_SCHEME: Final = "redis+sentinel"
+#: Port of a host given without one: the server's, or Sentinel's.
+_DEFAULT_PORTS: Final = {CLUSTER_SCHEME: 6379, SENTINEL_SCHEME: 26379}
 RSA_BITS: Final = (2048, 3072, 4096)
 #: Admin keys are at least 32 random bytes; a bootstrap key shorter than this is a typo.
 MIN_ADMIN_KEY_LENGTH: Final = 32
@@ -151,15 +155,86 @@ def _rsa_bits(name: str, raw: str) -> int:
     return int(raw)
 
 
+@dataclass(frozen=True)
+class MultiHostUrl:
+    """``redis+cluster://[user:pass@]host:port,...`` or ``redis+sentinel://.../<master>``."""
+
+    scheme: str
+    hosts: tuple[tuple[str, int], ...]
+    #: The Sentinel master name; ``None`` for a cluster.
+    service_name: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def cluster(self) -> bool:
+        """Whether this names Cluster seed nodes (else Sentinels)."""
+        return self.scheme == CLUSTER_SCHEME
+
+
+def parse_multi_host_url(raw: str) -> MultiHostUrl:
+    """Parse a cluster or sentinel URL.
+
+    :raises ValueError: with a message that never quotes the URL (it may hold a password).
+    """
+    scheme, sep, rest = raw.partition("://")
+    if not sep or scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"must start with {CLUSTER_SCHEME}:// or {SENTINEL_SCHEME}://")
+    if "?" in rest or "#" in rest:
+        raise ValueError("takes no query or fragment")
+    netloc, _, path = rest.partition("/")
+    userinfo, at, hostlist = netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+        if password is None and username is not None:
+            # "secret@host" is the common shorthand for a password alone.
+            username, password = None, username
+    hosts = tuple(_host_port(h, _DEFAULT_PORTS[scheme]) for h in hostlist.split(","))
+    service = unquote(path.strip("/"))
+    if scheme == SENTINEL_SCHEME and not service:
+        raise ValueError("needs the master name as its path: redis+sentinel://host:port/<name>")
+    if scheme == CLUSTER_SCHEME and service:
+        raise ValueError("takes no path (Cluster has no databases)")
+    return MultiHostUrl(scheme, hosts, service or None, username, password)
+
+
+def _host_port(item: str, default_port: int) -> tuple[str, int]:
+    item = item.strip()
+    if item.startswith("["):  # [ipv6]:port
+        host, _, tail = item[1:].partition("]")
+        port_text = tail.removeprefix(":")
+    else:
+        host, _, port_text = item.partition(":")
+    if not host:
+        raise ValueError("has an empty host in its host list")
+    if not port_text:
+        return host, default_port
+    if not _is_number(port_text) or not 0 < int(port_text) < 65536:
+        raise ValueError("has a bad port in its host list")
+    return host, int(port_text)
+
+
 def _redis_url(name: str, raw: str) -> str:
     # The URL may hold a password: no message quotes it.
+    if raw.startswith((f"{CLUSTER_SCHEME}:", f"{SENTINEL_SCHEME}:")):
+        try:
+            parse_multi_host_url(raw)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
+        return raw
     try:
         parts = urlsplit(raw)
         hostname, _port = parts.hostname, parts.port
     except ValueError as exc:
         raise ConfigError(name, "is not a valid URL (bad host or port)") from exc
     if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(name, "must start with redis://, rediss:// or unix://")
+        raise ConfigError(
+            name,
+            "must start with redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://",
+        )
     if parts.scheme != "unix" and not hostname:
         raise ConfigError(name, "has no host")
     if parts.scheme == "unix" and not parts.path:

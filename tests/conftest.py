@@ -3,6 +3,11 @@ between tests; settings, stores, apps and clients on top of it.
 
 ``JWKS_TEST_REDIS_URL`` points the suite at another server instead (it is
 flushed between tests, so it must be one the suite owns).
+
+``topology_url`` / ``topology_store`` / ``topology_client`` run a test on each
+topology in turn: the single server above, a 3-master Cluster and a Sentinel
+set (master, replica, 3 sentinels), the last two started once per session on
+first use.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from service.app import create_app
 from service.config import Settings
 from service.storage.embedded import EmbeddedServer, find_server_binary
 from service.storage.redis import RedisStore, connect
+from tests._servers import HOST, Cluster, SentinelSet, running
 
 ADMIN_KEY = "test-bootstrap-admin-key-0123456789abcdef"
 KEK = base64.b64encode(bytes(range(32))).decode()
@@ -126,3 +132,71 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 def admin() -> dict[str, str]:
     """Headers with the bootstrap (global) admin key."""
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+# Topologies -----------------------------------------------------------------
+
+TOPOLOGIES = ("single", "cluster", "sentinel")
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three Cluster masters on free ports, for the whole session."""
+    with running(Cluster(find_server_binary(), tmp_path_factory.mktemp("cluster"))) as c:
+        assert isinstance(c, Cluster)
+        print(f"\ncluster ready in {c.setup_seconds:.2f} s")
+        yield c
+
+
+@pytest.fixture(scope="session")
+def sentinels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """A master, a replica and three sentinels, for the whole session (no failover)."""
+    with running(SentinelSet(find_server_binary(), tmp_path_factory.mktemp("sentinel"))) as s:
+        assert isinstance(s, SentinelSet)
+        print(f"\nsentinel set ready in {s.setup_seconds:.2f} s")
+        yield s
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology_url(request: pytest.FixtureRequest) -> str:
+    """The URL of each topology in turn, flushed before the test."""
+    if request.param == "single":
+        url: str = request.getfixturevalue("redis_url")
+        with redis.Redis.from_url(url) as c:
+            c.flushall()
+        return url
+    topology: Cluster | SentinelSet = request.getfixturevalue(
+        "cluster" if request.param == "cluster" else "sentinels"
+    )
+    topology.flush()
+    return topology.url
+
+
+@pytest.fixture
+def topology_client(
+    request: pytest.FixtureRequest, topology_url: str
+) -> Iterator[redis.Redis | redis.RedisCluster]:
+    """A sync client on the topology's data, to look at what the store wrote."""
+    client: redis.Redis | redis.RedisCluster
+    if topology_url.startswith("redis+cluster:"):
+        cluster: Cluster = request.getfixturevalue("cluster")
+        client = redis.RedisCluster(HOST, cluster.nodes[0].port, decode_responses=True)
+    elif topology_url.startswith("redis+sentinel:"):
+        sentinels: SentinelSet = request.getfixturevalue("sentinels")
+        client = sentinels.current_master().client()
+    else:
+        client = redis.Redis.from_url(topology_url, decode_responses=True)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+async def topology_store(topology_url: str) -> AsyncIterator[RedisStore]:
+    """A store on each topology in turn (flushed), bound to the test's event loop."""
+    s = connect(topology_url)
+    try:
+        yield s
+    finally:
+        await s.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, Settings
+from service.config import ConfigError, MultiHostUrl, Settings, parse_multi_host_url
 from service.errors import ServiceError
 
 KEK_BYTES = bytes(range(32))
@@ -60,6 +60,11 @@ def test_unrelated_variables_are_ignored() -> None:
         "rediss://user:pw@cache.example.com:6380/1",
         "unix:///run/valkey/valkey.sock",
         "unix:///tmp/v.sock?db=2",
+        "redis+cluster://10.0.0.1:7000",
+        "redis+cluster://10.0.0.1:7000,10.0.0.2:7001,[::1]:7002",
+        "redis+cluster://:pw@a:7000,b",
+        "redis+sentinel://s1:26379,s2:26380,s3/mymaster",
+        "redis+sentinel://user:p%40ss@s1:26379/mymaster",
     ],
 )
 def test_redis_url_accepted(url: str) -> None:
@@ -79,6 +84,15 @@ def test_redis_url_accepted(url: str) -> None:
         "redis://[::1",
         "redis://cache:notaport",
         "redis://cache:99999",
+        "redis+cluster://",
+        "redis+cluster://a:7000,,b:7001",
+        "redis+cluster://a:7000,b:notaport",
+        "redis+cluster://a:70000",
+        "redis+cluster://a:7000/0",
+        "redis+cluster://a:7000?ssl=true",
+        "redis+sentinel://s1:26379",
+        "redis+sentinel://s1:26379/",
+        "redis+sentinels://s1:26379/m",
     ],
 )
 def test_bad_redis_url_is_config_error(url: str) -> None:
@@ -91,6 +105,24 @@ def test_bad_redis_url_is_config_error(url: str) -> None:
 def test_bad_redis_url_error_hides_the_password() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"JWKS_REDIS_URL": "http://:hunter2-password@cache:6379"})
+    assert "hunter2-password" not in str(caught.value)
+
+
+def test_multi_host_urls_parse() -> None:
+    assert parse_multi_host_url("redis+cluster://a:7000,[::1]:7001,b") == MultiHostUrl(
+        "redis+cluster", (("a", 7000), ("::1", 7001), ("b", 6379))
+    )
+    sentinel = parse_multi_host_url("redis+sentinel://u:p%40w@s1,s2:26380/my%20master")
+    assert sentinel == MultiHostUrl(
+        "redis+sentinel", (("s1", 26379), ("s2", 26380)), "my master", "u", "p@w"
+    )
+    assert not sentinel.cluster
+    assert parse_multi_host_url("redis+cluster://secret@a:7000").password == "secret"
+
+
+def test_bad_multi_host_url_error_hides_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_REDIS_URL": "redis+sentinel://:hunter2-password@s1:x/m"})
     assert "hunter2-password" not in str(caught.value)
 
 

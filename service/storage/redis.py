@@ -1,4 +1,4 @@
-"""The store on redis.asyncio: single server, or anything that speaks its protocol.
+"""The store on redis.asyncio: a single server, a Cluster, or a master found via Sentinel.
 
 Atomicity comes from Lua scripts (``_scripts``) run on the realm's hash slot; a
 failed compare-and-swap is reported, never retried here (the keys layer reloads
@@ -18,11 +18,14 @@ import secrets
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import redis.asyncio as aioredis
 import redis.exceptions as rex
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
+from service.config import parse_multi_host_url
 from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 from service.storage import _keyspace as ks
 from service.storage import _scripts
@@ -47,8 +50,18 @@ _UNAVAILABLE: Final = (
     rex.TryAgainError,
     rex.ClusterDownError,
     rex.MasterDownError,
+    # Cluster: no node reachable or slots uncovered mid-failover.
+    rex.RedisClusterException,
+    # Sentinel: no sentinel names a reachable master (a ConnectionError already,
+    # listed for clarity).
+    MasterNotFoundError,
     OSError,
 )
+#: Cluster errors that are our mistakes, not an outage (the rest of
+#: ``RedisClusterException`` means no node answered or a slot has no owner).
+_BUGS: Final = (rex.CrossSlotTransactionError, rex.InvalidPipelineStack)
+#: Client options shared by every topology.
+_TIMEOUTS: Final = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 _RESUBSCRIBE_DELAY: Final = 0.5
 _CURSOR: Final = re.compile(r"[0-9]{13}:[A-Za-z0-9_-]{1,64}")
 
@@ -57,27 +70,62 @@ _CURSOR: Final = re.compile(r"[0-9]{13}:[A-Za-z0-9_-]{1,64}")
 def _translated() -> Iterator[None]:
     try:
         yield
+    except _BUGS:
+        raise
     except _UNAVAILABLE as exc:
         raise StoreUnavailable("the key store is not reachable; retry shortly") from exc
 
 
-def connect(url: str) -> RedisStore:
-    """A store on a new client for ``url`` (redis://, rediss://, unix://)."""
-    client = aioredis.from_url(
-        url,
+#: The clients a store runs on: one server (direct or through Sentinel), or a Cluster.
+RedisClient: TypeAlias = aioredis.Redis | RedisCluster
+
+
+def connect(url: str, **options: Any) -> RedisStore:
+    """A store on a new client for ``url``.
+
+    ``redis://``, ``rediss://`` and ``unix://`` name one server;
+    ``redis+cluster://host:port,...`` names Cluster seed nodes, and
+    ``redis+sentinel://host:port,.../<master>`` the Sentinels that know the master.
+    ``options`` go to the client as they are (tests pick the protocol).
+    """
+    if not url.startswith(("redis+cluster:", "redis+sentinel:")):
+        client = aioredis.from_url(
+            url,
+            decode_responses=True,
+            health_check_interval=30,
+            **{**_TIMEOUTS, **options},
+        )
+        return RedisStore(client)
+    parsed = parse_multi_host_url(url)
+    auth = {"username": parsed.username, "password": parsed.password}
+    if parsed.cluster:
+        cluster = RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts],
+            decode_responses=True,
+            **{**_TIMEOUTS, **auth, **options},
+        )
+        return RedisStore(cluster)
+    assert parsed.service_name is not None
+    # The Sentinels themselves are asked without credentials: the password is
+    # the master's (a Sentinel with its own password is not supported here).
+    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=dict(_TIMEOUTS))  # type: ignore[no-untyped-call]
+    master = sentinel.master_for(
+        parsed.service_name,
         decode_responses=True,
-        socket_timeout=5,
-        socket_connect_timeout=5,
-        health_check_interval=30,
+        **{**_TIMEOUTS, **auth, **options},
     )
-    return RedisStore(client)
+    return RedisStore(master, also_close=sentinel.sentinels)
 
 
 class RedisStore:
-    """:class:`service.storage.Store` on an injected ``redis.asyncio`` client."""
+    """:class:`service.storage.Store` on an injected ``redis.asyncio`` client.
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    ``also_close``: further clients the store owns (a Sentinel's own connections).
+    """
+
+    def __init__(self, client: RedisClient, *, also_close: Sequence[aioredis.Redis] = ()) -> None:
         self._redis = client
+        self._also_close = tuple(also_close)
         self._load_ring = client.register_script(_scripts.LOAD_RING)
         self._save_ring = client.register_script(_scripts.SAVE_RING)
         self._page_keys = client.register_script(_scripts.PAGE_KEYS)
@@ -93,6 +141,8 @@ class RedisStore:
     async def close(self) -> None:
         """Close the client and its pool."""
         await self._redis.aclose()
+        for other in self._also_close:
+            await other.aclose()
 
     # Realms ---------------------------------------------------------------
 
@@ -128,7 +178,14 @@ class RedisStore:
             found = await self._redis.zrangebylex(ks.REALMS, start, "+", 0, limit + 1)
             names = [str(n) for n in found]
             page, more = names[:limit], len(names) > limit
-            metas = await self._redis.mget([ks.meta(n) for n in page]) if page else []
+            # One GET per realm in a plain pipeline, not MGET: on a Cluster the
+            # realms' keys lie in different slots.
+            metas: list[Any] = []
+            if page:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for n in page:
+                        pipe.get(ks.meta(n))
+                    metas = await pipe.execute()
         realms = tuple(Realm(**json.loads(m)) for m in metas if m)
         return Page(realms, page[-1] if more else None)
 
@@ -284,11 +341,18 @@ class RedisStore:
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
+                if isinstance(self._redis, RedisCluster):
+                    # ClusterPubSub picks its node from the slot table, which an
+                    # unused client has not loaded yet. Classic PUBLISH reaches
+                    # every node, so whichever node it picks hears every change.
+                    await self._redis.initialize()
                 await pubsub.subscribe(ks.CHANGES_CHANNEL)
                 yield CHANGES_ALL
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         yield str(message["data"])
+            except _BUGS:
+                raise
             except _UNAVAILABLE as exc:
                 log.warning("change subscription lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(_RESUBSCRIBE_DELAY)

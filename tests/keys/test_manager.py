@@ -47,11 +47,13 @@ def test_concurrent_creations_on_two_instances_leave_one_active_key_per_algo(
 
 
 async def test_two_managers_racing_never_make_two_active_keys(
-    store: RedisStore, redis_url: str
+    topology_store: RedisStore, topology_url: str
 ) -> None:
+    """On each topology (single server, Cluster, Sentinel)."""
     from service.storage.redis import connect
 
-    other_store = connect(redis_url)
+    store = topology_store
+    other_store = connect(topology_url)
     try:
         a, b = manager(store), manager(other_store)
         await a.ensure_default_realm()

@@ -144,14 +144,18 @@ def test_rotation_due() -> None:
 
 
 async def test_scheduler_rotates_on_schedule_across_two_replicas(
-    store: RedisStore, redis_url: str
+    topology_store: RedisStore, topology_url: str
 ) -> None:
-    """Two managers (replicas) run passes on one store; a fake clock steps 10 intervals."""
+    """Two managers (replicas) run passes on one store; a fake clock steps 10 intervals.
+
+    On each topology (single server, Cluster, Sentinel).
+    """
     from service.keys import RotationScheduler
     from service.storage.redis import connect
 
+    store = topology_store
     clock = FakeClock()
-    other = connect(redis_url)
+    other = connect(topology_url)
     try:
         replicas = [manager(store, clock), manager(other, clock)]
         await replicas[0].ensure_default_realm()

@@ -12,6 +12,7 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -181,25 +182,27 @@ def test_assertion_replay_and_forgery(
 
 
 @pytest.mark.parametrize(
-    ("claims", "check"),
+    ("claims_at", "check"),
     [
-        ({"aud": "http://elsewhere"}, "aud"),
-        ({"aud": [ISSUER, "http://other"]}, "aud"),
-        ({"exp": int(time.time()) + 7200}, "exp"),
-        ({"exp": int(time.time()) - 120}, "exp"),
-        ({"nbf": int(time.time()) + 120}, "nbf"),
-        ({"iss": "someone-else"}, "iss"),
-        ({"jti": None}, "jti"),
+        # Claims as a function of "now", taken when the test runs, not when collected.
+        (lambda now: {"aud": "http://elsewhere"}, "aud"),
+        (lambda now: {"aud": [ISSUER, "http://other"]}, "aud"),
+        (lambda now: {"exp": now + 7200}, "exp"),
+        (lambda now: {"exp": now - 120}, "exp"),
+        (lambda now: {"nbf": now + 120}, "nbf"),
+        (lambda now: {"iss": "someone-else"}, "iss"),
+        (lambda now: {"jti": None}, "jti"),
     ],
 )
 def test_bad_assertion_claims(
     client: TestClient,
     admin: dict[str, str],
     rsa_key: rsa.RSAPrivateKey,
-    claims: dict[str, Any],
+    claims_at: Callable[[int], dict[str, Any]],
     check: str,
 ) -> None:
     reg = register_key_client(client, admin, rsa_key)
+    claims = claims_at(int(time.time()))
     payload = {k: v for k, v in claims.items() if v is not None}
     token = assertion(rsa_key, reg["client_id"], **payload)
     if claims.get("jti", "") is None:

@@ -1,6 +1,8 @@
 """The store against a real server: CAS, TTL pruning, paging, the change feed.
 
-One conformance suite: later topologies (Cluster, Sentinel) run these same tests.
+One conformance suite, run on every topology (single server, Cluster, Sentinel):
+this module's ``store`` and ``redis_client`` stand for the conftest's
+``topology_store`` and ``topology_client``.
 """
 
 from __future__ import annotations
@@ -12,10 +14,20 @@ import pytest
 import redis
 
 from service.models import KeyRecord, KeyRing, Realm
-from service.storage import CHANGES_ALL, InvalidCursor, RealmExists, RealmGone
-from service.storage.redis import RedisStore
+from service.storage import CHANGES_ALL, InvalidCursor, RealmExists, RealmGone, StoreUnavailable
+from service.storage.redis import RedisStore, connect
 
 NOW = 1_800_000_000.0
+
+
+@pytest.fixture
+def store(topology_store: RedisStore) -> RedisStore:
+    return topology_store
+
+
+@pytest.fixture
+def redis_client(topology_client: redis.Redis) -> redis.Redis:
+    return topology_client
 
 
 def key(n: int, status: str = "active", **kw: object) -> KeyRecord:
@@ -150,11 +162,9 @@ async def test_kek_check_first_writer_wins(store: RedisStore) -> None:
 
 @pytest.mark.parametrize("protocol", [2, 3])
 async def test_replies_do_not_depend_on_protocol(
-    redis_url: str, store: RedisStore, protocol: int
+    topology_url: str, store: RedisStore, protocol: int
 ) -> None:
-    import redis.asyncio as aioredis
-
-    other = RedisStore(aioredis.from_url(redis_url, decode_responses=True, protocol=protocol))
+    other = connect(topology_url, protocol=protocol)
     try:
         await new_realm(other)
         ring = await other.load_ring("acme")
@@ -164,3 +174,17 @@ async def test_replies_do_not_depend_on_protocol(
         assert await other.ring_version("acme") == ring.version
     finally:
         await other.close()
+
+
+@pytest.mark.parametrize(
+    "template", ["redis+cluster://127.0.0.1:{}", "redis+sentinel://127.0.0.1:{}/mymaster"]
+)
+async def test_unreachable_cluster_or_sentinel_is_store_unavailable(template: str) -> None:
+    from tests._servers import free_port
+
+    nobody = connect(template.format(free_port()))
+    try:
+        with pytest.raises(StoreUnavailable):
+            await nobody.load_ring("acme")
+    finally:
+        await nobody.close()
