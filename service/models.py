@@ -56,6 +56,8 @@ class Realm:
 
     name: str
     created_at: float
+    #: Overrides JWKS_ROTATION_INTERVAL for this realm (seconds; 0 = no scheduled rotation).
+    rotation_interval: int | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def realm_object(realm: Realm, issuer: str) -> dict[str, Any]:
     return {
         "name": realm.name,
         "created_at": rfc3339(realm.created_at),
+        "rotation_interval": realm.rotation_interval,
         "jwks_uri": f"{base}/.well-known/jwks.json",
     }
 

@@ -71,6 +71,29 @@ async def get_realm(request: Request) -> Response:
     return JSONResponse(realm_object(await svc.keys.realm(realm), svc.issuer))
 
 
+async def configure_realm(request: Request) -> Response:
+    """``PATCH /v1/realms/{realm} {"rotation_interval": seconds | null}``."""
+    svc, realm = await admin_for_realm(request)
+    body = await read_json_object(request)
+    unknown = sorted(set(body) - {"rotation_interval"})
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r}", field=unknown[0])
+    interval = body.get("rotation_interval")
+    lead = svc.settings.publish_lead
+    if interval is not None and (
+        not isinstance(interval, int)
+        or isinstance(interval, bool)
+        or not (interval == 0 or lead < interval <= 10 * 365 * 86_400)
+    ):
+        raise InvalidInput(
+            f"rotation_interval must be null, 0 (off) or whole seconds over {lead} "
+            "(JWKS_JWKS_MAX_AGE + 5)",
+            field="rotation_interval",
+        )
+    updated = await svc.keys.configure_realm(realm, rotation_interval=interval)
+    return JSONResponse(realm_object(updated, svc.issuer))
+
+
 async def delete_realm(request: Request) -> Response:
     """``DELETE /v1/realms/{realm}``: the realm, its keys and clients."""
     svc, realm = await admin_for_realm(request)
@@ -128,6 +151,7 @@ def admin_routes() -> list[Route]:
         Route("/v1/realms", list_realms, methods=["GET"]),
         Route("/v1/realms", create_realm, methods=["POST"]),
         Route("/v1/realms/{realm}", get_realm, methods=["GET"]),
+        Route("/v1/realms/{realm}", configure_realm, methods=["PATCH"]),
         Route("/v1/realms/{realm}", delete_realm, methods=["DELETE"]),
         Route("/v1/realms/{realm}/jwt_keys", list_keys, methods=["GET"]),
         Route("/v1/realms/{realm}/jwt_keys", create_key, methods=["POST"]),

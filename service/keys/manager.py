@@ -120,6 +120,19 @@ class KeyManager:
         """
         return (await self.ring(name)).realm
 
+    async def configure_realm(self, name: str, *, rotation_interval: int | None) -> Realm:
+        """Set (or, with ``None``, clear) the realm's own rotation interval.
+
+        :raises RealmNotFound:
+        """
+        realm = dataclasses.replace(await self.realm(name), rotation_interval=rotation_interval)
+        try:
+            await self._store.update_realm(realm)
+        except RealmGone as exc:
+            raise RealmNotFound(name) from exc
+        self._cache.invalidate(name)
+        return realm
+
     async def list_realms(self, limit: int, cursor: str | None) -> Page[Realm]:
         """Realms by name."""
         return await self._store.list_realms(limit, cursor)

@@ -51,9 +51,14 @@ class RotationScheduler:
         while True:
             page = await self._keys.list_realms(_PAGE, cursor)
             for realm in page.items:
+                interval = (
+                    self._interval if realm.rotation_interval is None else realm.rotation_interval
+                )
+                if not interval:
+                    continue  # this realm does not rotate on schedule
                 for algo in sorted(ASYMMETRIC_ALGOS):
                     try:
-                        changed += await self._keys.rotate_if_due(realm.name, algo, self._interval)
+                        changed += await self._keys.rotate_if_due(realm.name, algo, interval)
                     except NotFound:
                         break  # deleted meanwhile
             if page.next_cursor is None:

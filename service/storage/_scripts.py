@@ -114,3 +114,13 @@ DELETE_RECORD: Final = """
 redis.call('ZREM', KEYS[1], ARGV[2])
 return redis.call('DEL', ARGV[1] .. ARGV[3])
 """
+
+# KEYS: meta, version.  ARGV: meta, new version, channel, realm.
+# Replaces the realm's own record; a new version so every replica reloads it.
+UPDATE_REALM: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 'ok'
+"""

@@ -75,6 +75,13 @@ class Store(Protocol):
         """Delete a realm and everything in it; ``False`` if there was none."""
         ...
 
+    async def update_realm(self, realm: Realm) -> None:
+        """Replace a realm's settings (its keys are untouched).
+
+        :raises RealmGone: there is no such realm.
+        """
+        ...
+
     async def list_realms(self, limit: int, cursor: str | None) -> Page[Realm]:
         """Realms by name, ``limit`` at a time, after ``cursor``."""
         ...

@@ -130,6 +130,7 @@ class RedisStore:
         self._save_ring = client.register_script(_scripts.SAVE_RING)
         self._page_keys = client.register_script(_scripts.PAGE_KEYS)
         self._delete_realm = client.register_script(_scripts.DELETE_REALM)
+        self._update_realm = client.register_script(_scripts.UPDATE_REALM)
         self._put_record = client.register_script(_scripts.PUT_RECORD)
         self._delete_record = client.register_script(_scripts.DELETE_RECORD)
 
@@ -170,6 +171,21 @@ class RedisStore:
             )
             await self._redis.zrem(ks.REALMS, name)
         return bool(int(deleted))
+
+    async def update_realm(self, realm: Realm) -> None:
+        """Replace a realm's settings; ``RealmGone`` if it does not exist."""
+        with _translated():
+            result = await self._update_realm(
+                keys=[ks.meta(realm.name), ks.version(realm.name)],
+                args=[
+                    json.dumps(asdict(realm)),
+                    secrets.token_hex(8),
+                    ks.CHANGES_CHANNEL,
+                    realm.name,
+                ],
+            )
+        if result != "ok":
+            raise RealmGone(f"realm {realm.name!r} does not exist")
 
     async def list_realms(self, limit: int, cursor: str | None) -> Page[Realm]:
         """Realms in name order; names whose realm is gone are skipped."""

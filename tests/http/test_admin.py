@@ -202,3 +202,25 @@ def test_store_outage_is_503_and_jwks_keeps_serving(tmp_path: Path, admin: dict[
             assert token.json()["error"] == "temporarily_unavailable"
     finally:
         server.stop()
+
+
+def test_realm_rotation_interval_override(client: TestClient, admin: dict[str, str]) -> None:
+    client.post("/v1/realms", json={"name": "acme"}, headers=admin)
+    assert client.get("/v1/realms/acme", headers=admin).json()["rotation_interval"] is None
+    patched = client.patch("/v1/realms/acme", json={"rotation_interval": 86_400}, headers=admin)
+    assert patched.status_code == 200 and patched.json()["rotation_interval"] == 86_400
+    assert client.get("/v1/realms/acme", headers=admin).json()["rotation_interval"] == 86_400
+    for bad in (
+        {"rotation_interval": 100},
+        {"rotation_interval": "1d"},
+        {"rotation_interval": True},
+        {"interval": 5},
+    ):
+        assert_problem(client.patch("/v1/realms/acme", json=bad, headers=admin), 400)
+    assert (
+        client.patch("/v1/realms/acme", json={"rotation_interval": None}, headers=admin).json()[
+            "rotation_interval"
+        ]
+        is None
+    )
+    assert_problem(client.patch("/v1/realms/nope", json={}, headers=admin), 404)

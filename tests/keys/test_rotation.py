@@ -178,3 +178,29 @@ async def test_scheduler_rotates_on_schedule_across_two_replicas(
         assert 9 <= len(signers) - 1 <= 10  # about one rotation per interval
     finally:
         await other.close()
+
+
+async def test_scheduler_honours_each_realms_interval(store: RedisStore) -> None:
+    from service.keys import RotationScheduler
+
+    clock = FakeClock()
+    m = manager(store, clock)
+    await m.ensure_default_realm()
+    for name in ("fast", "frozen"):
+        await m.create_realm(name)
+    fast = LEAD + 95  # the shortest sensible interval is just over the lead
+    await m.configure_realm("fast", rotation_interval=fast)
+    await m.configure_realm("frozen", rotation_interval=0)
+    scheduler = RotationScheduler(m, INTERVAL)
+    active: dict[str, set[str]] = {"default": set(), "fast": set(), "frozen": set()}
+    for _step in range(48):
+        clock.advance(INTERVAL / 8)
+        await scheduler.run_once()
+        for realm, seen in active.items():
+            key = (await m.ring(realm)).active("rs256")
+            assert key is not None
+            seen.add(key.id)
+    assert len(active["frozen"]) == 1  # never rotated, and no next key published
+    assert not [k for k in (await m.ring("frozen")).keys if k.status == "next"]
+    assert len(active["fast"]) > len(active["default"]) >= 5
+    assert (await m.realm("fast")).rotation_interval == fast
