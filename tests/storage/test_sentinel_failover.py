@@ -89,3 +89,55 @@ async def test_store_survives_master_kill(own_sentinels: SentinelSet) -> None:
         await feed.aclose()  # type: ignore[attr-defined]
     finally:
         await store.close()
+
+
+def test_service_through_master_kill(own_sentinels: SentinelSet, tmp_path: Path) -> None:
+    """The whole service on Sentinel: JWKS keeps serving from memory, token requests get
+    503 (never 500) while there is no master, and everything works again afterwards."""
+    from starlette.testclient import TestClient
+
+    from service.app import create_app
+    from service.config import Settings
+    from tests.conftest import ADMIN_KEY
+
+    settings = Settings(
+        redis_url=own_sentinels.url,
+        data_dir=tmp_path / "data",
+        issuer="http://testserver",
+        bootstrap_admin_key=ADMIN_KEY,
+        kek=base64.b64decode(KEK),
+        rotation_interval=0,
+    )
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with TestClient(create_app(settings)) as client:
+        reg = client.post(
+            "/oauth/register",
+            json={"token_endpoint_auth_method": "client_secret_post"},
+            headers=admin,
+        ).json()
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": reg["client_id"],
+            "client_secret": reg["client_secret"],
+        }
+        jwks = client.get("/.well-known/jwks.json").content
+        assert client.post("/oauth/token", data=form).status_code == 200
+        own_sentinels.master.kill()
+        killed_at = time.monotonic()
+        statuses: Counter[int] = Counter()
+        while True:
+            assert time.monotonic() - killed_at < MAX_GAP, f"no recovery: {statuses}"
+            served = client.get("/.well-known/jwks.json")
+            assert served.status_code == 200 and served.content == jwks
+            token = client.post("/oauth/token", data=form)
+            statuses[token.status_code] += 1
+            assert token.status_code in (200, 503), token.text
+            if token.status_code == 503:
+                assert token.json()["error"] == "temporarily_unavailable"
+            elif statuses[503]:
+                break
+            time.sleep(0.05)
+        gap = time.monotonic() - killed_at
+        print(f"\nservice through sentinel failover: tokens again after {gap:.2f} s ({statuses})")
+        assert statuses[503] >= 1
+        assert client.get("/readyz").status_code == 200
