@@ -20,13 +20,10 @@ The store is flushed (``redis_client``) before the replicas start.
 from __future__ import annotations
 
 import collections
-import os
 import random
 import re
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,13 +33,12 @@ from typing import Any, Final
 
 import httpx
 import jwt
-import pytest
 import redis
 
-from tests.conftest import ADMIN_KEY, KEK
+from tests._service import free_port, start_service, wait_ready
+from tests._service import stop as stop_service
+from tests.conftest import ADMIN_KEY
 
-REPO: Final = Path(__file__).resolve().parents[2]
-READY_TIMEOUT: Final = 20.0
 REPLICAS: Final = 3
 
 MAX_AGE: Final = 1
@@ -120,65 +116,20 @@ class Stats:
     gone_from: dict[str, set[str]] = field(default_factory=dict)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    assert port != 6379
-    return port
-
-
 def _start(name: str, port: int, issuer: str, redis_url: str, tmp: Path) -> Replica:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
-    env.update(
-        JWKS_REDIS_URL=redis_url,
-        JWKS_KEK=KEK,
-        JWKS_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
+    log = tmp / f"{name}.log"
+    process = start_service(
+        port,
+        redis_url,
+        tmp / f"data-{name}",
+        log,
         JWKS_ISSUER=issuer,
-        JWKS_DATA_DIR=str(tmp / f"data-{name}"),
-        JWKS_RSA_BITS="2048",
         JWKS_JWKS_MAX_AGE=str(MAX_AGE),
         JWKS_TOKEN_TTL=str(TOKEN_TTL),
         JWKS_KEY_GRACE=str(GRACE),
         JWKS_ROTATION_INTERVAL=str(INTERVAL),
     )
-    log = tmp / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
     return Replica(name, f"http://127.0.0.1:{port}", process, log)
-
-
-def _wait_ready(replica: Replica) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if replica.process.poll() is not None:
-            pytest.fail(
-                f"{replica.name} exited with {replica.process.returncode}:\n"
-                f"{replica.log.read_text()}"
-            )
-        try:
-            if httpx.get(f"{replica.url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"{replica.name} was not ready in {READY_TIMEOUT} s:\n{replica.log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 def _timestamp(rfc3339: str) -> float:
@@ -395,7 +346,7 @@ def test_rotation_is_invisible_to_caching_verifiers(
 ) -> None:
     assert not redis_url.rstrip("/").endswith(":6379"), "never the default server"
     assert redis_client.dbsize() == 0  # flushed by the fixture, before any replica starts
-    ports = [_free_port() for _ in range(REPLICAS)]
+    ports = [free_port() for _ in range(REPLICAS)]
     issuer = f"http://127.0.0.1:{ports[0]}"
     replicas: list[Replica] = []
     stop = threading.Event()
@@ -406,7 +357,7 @@ def test_rotation_is_invisible_to_caching_verifiers(
         for i, port in enumerate(ports):
             replicas.append(_start(f"replica-{i}", port, issuer, redis_url, tmp_path))
         for replica in replicas:
-            _wait_ready(replica)
+            wait_ready(replica.process, replica.url, replica.log, replica.name)
         fleet = Fleet(replicas)
 
         registered = httpx.post(
@@ -518,4 +469,4 @@ def test_rotation_is_invisible_to_caching_verifiers(
         for thread in threads:
             thread.join(timeout=15)
         for replica in replicas:
-            _stop(replica.process)
+            stop_service(replica.process)

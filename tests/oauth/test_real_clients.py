@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,11 +35,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.conftest import ADMIN_KEY, KEK
+from tests._service import free_port, start_service, stop, wait_ready
+from tests.conftest import ADMIN_KEY
 
-REPO: Path = Path(__file__).resolve().parents[2]
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-READY_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
@@ -55,38 +50,6 @@ class Server:
     jwks_uri: str
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    assert port != 6379
-    return port
-
-
-def _wait_ready(process: subprocess.Popen[bytes], issuer: str, log: Path) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{issuer}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the server was not ready in {READY_TIMEOUT} s:\n{log.read_text()}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``python -m service serve`` on a free port, on the flushed test store."""
@@ -96,29 +59,13 @@ def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         flusher.flushall()
     finally:
         flusher.close()
-    port = _free_port()
+    port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     tmp = tmp_path_factory.mktemp("real-clients")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
-    env.update(
-        JWKS_REDIS_URL=redis_url,
-        JWKS_KEK=KEK,
-        JWKS_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
-        JWKS_ISSUER=issuer,
-        JWKS_DATA_DIR=str(tmp / "data"),
-        JWKS_RSA_BITS="2048",
-    )
     log = tmp / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    process = start_service(port, redis_url, tmp / "data", log)
     try:
-        _wait_ready(process, issuer, log)
+        wait_ready(process, issuer, log)
         # What a real client does: learn the endpoints from the discovery document.
         discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=5.0)
         assert discovery.status_code == 200, discovery.text
@@ -129,7 +76,7 @@ def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             assert method in document["token_endpoint_auth_methods_supported"]
         yield Server(issuer, document["token_endpoint"], document["jwks_uri"])
     finally:
-        _stop(process)
+        stop(process)
 
 
 def register(server: Server, **metadata: Any) -> dict[str, Any]:

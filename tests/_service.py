@@ -1,0 +1,83 @@
+"""Running the real service (``python -m service serve``) as a subprocess in tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_KEY, KEK
+
+REPO: Final = Path(__file__).resolve().parents[1]
+READY_TIMEOUT: Final = 20.0
+
+
+def free_port() -> int:
+    """A free loopback port (never the machine's Redis on 6379)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    assert port != 6379
+    return port
+
+
+def start_service(
+    port: int, redis_url: str, data_dir: Path, log: Path, **variables: str
+) -> subprocess.Popen[bytes]:
+    """Start the service on ``port`` and ``redis_url``; output goes to ``log``.
+
+    The environment has no JWKS_* of the caller's, only the test KEK and admin
+    key, ``JWKS_ISSUER`` = this replica's URL unless given, and ``variables``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
+    env.update(
+        JWKS_REDIS_URL=redis_url,
+        JWKS_KEK=KEK,
+        JWKS_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
+        JWKS_ISSUER=f"http://127.0.0.1:{port}",
+        JWKS_DATA_DIR=str(data_dir),
+        JWKS_RSA_BITS="2048",
+    )
+    env.update(variables)
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "service", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_ready(process: subprocess.Popen[bytes], url: str, log: Path, name: str = "server") -> None:
+    """Wait until ``url``/readyz answers 200; fail with the log if it exits or times out."""
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"{name} was not ready in {READY_TIMEOUT} s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
