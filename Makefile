@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: run test lint admin-key clean
+.PHONY: run test bench admin-key clean
 
 # The stamp depends on pyproject.toml, so a changed dependency list reinstalls.
 $(BIN)/.installed: pyproject.toml
@@ -17,6 +17,10 @@ $(BIN)/.installed: pyproject.toml
 
 $(BIN)/.installed-test: $(BIN)/.installed
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+$(BIN)/.installed-bench: $(BIN)/.installed
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	@touch $@
 
 run: $(BIN)/.installed
@@ -35,10 +39,21 @@ $(NODE_CLIENTS): tests/oauth/node/package.json
 	else echo "npm not found: the openid-client interoperability test will not run"; fi
 
 test: $(BIN)/.installed-test $(NODE_CLIENTS)
-	$(BIN)/ruff check service tests
+	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Not part of make test: throughput and latency as ratios to limits measured in the
+# same run, written to bench/RESULTS.md (under 10 minutes on 2 cores). It needs wrk
+# (Debian's package; installed here when we are root with apt-get), else it falls
+# back to a slower Python load generator and says so. BENCH_ARGS: e.g. --only core,
+# --seconds 4, --profile token (py-spy), --no-write.
+bench: $(BIN)/.installed-bench
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; } \
+	  >/dev/null 2>&1; } || echo "wrk could not be installed: the Python load generator runs instead"
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .jwks-data .pytest_cache .mypy_cache .ruff_cache

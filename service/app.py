@@ -9,12 +9,15 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp
 
 from service.bootstrap import open_runtime
 from service.clock import Clock
 from service.config import Settings
 from service.http import (
+    AccessLog,
     BodySizeLimit,
+    HotPaths,
     Services,
     admin_routes,
     client_routes,
@@ -33,17 +36,19 @@ log = logging.getLogger(__name__)
 
 def create_app(
     settings: Settings, *, store: Store | None = None, clock: Clock | None = None
-) -> Starlette:
+) -> ASGIApp:
     """Build the app. ``store`` and ``clock`` are injectable for tests.
 
     The lifespan opens the store (starting the embedded server when there is no
-    ``JWKS_REDIS_URL``), and keeps key-ring caches current from the change feed.
+    ``JWKS_REDIS_URL``), and keeps the key-ring and client caches current from the
+    change feed. The hot paths (JWKS, token, introspection) and the access log sit
+    in front of the framework (:class:`~service.http.HotPaths`).
     """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
         async with open_runtime(settings, store=store, clock=clock) as runtime:
-            tasks = [asyncio.create_task(runtime.keys.watch(), name="key-ring-watch")]
+            tasks = [asyncio.create_task(runtime.watcher.run(), name="cache-watch")]
             if settings.rotation_interval:
                 scheduler = RotationScheduler(runtime.keys, settings.rotation_interval)
                 tasks.append(asyncio.create_task(scheduler.run(), name="key-rotation"))
@@ -68,20 +73,23 @@ def create_app(
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
 
-    return Starlette(
+    handlers = exception_handlers()
+    app = Starlette(
         routes=[
-            *health_routes(),
             *wellknown_routes(),
             *oauth_routes(),
+            *health_routes(),
             *admin_routes(),
             *client_routes(),
         ],
         middleware=[Middleware(BodySizeLimit)],
-        exception_handlers=exception_handlers(),
+        exception_handlers=handlers,
         lifespan=lifespan,
     )
+    access_log = AccessLog() if settings.access_log else None
+    return HotPaths(app, handlers, access_log=access_log, max_realms=settings.cache_realms)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> ASGIApp:
     """Factory for uvicorn workers: settings from the environment."""
     return create_app(Settings.from_env())

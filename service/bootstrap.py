@@ -16,8 +16,9 @@ from pathlib import Path
 from service import crypto
 from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
-from service.keys import AdminKeys, KeyManager, TokenSigner
+from service.keys import REVALIDATE_INTERVAL, AdminKeys, ChangeWatcher, KeyManager, TokenSigner
 from service.oauth.client_auth import ClientAuthenticator
+from service.oauth.client_cache import ClientCache
 from service.oauth.clients import ClientRegistry
 from service.oauth.grants import ClientCredentialsGrant
 from service.oauth.introspection import Introspector
@@ -40,6 +41,8 @@ class Runtime:
     authenticator: ClientAuthenticator
     grant: ClientCredentialsGrant
     introspector: Introspector
+    #: Keeps the key-ring and client caches current; the app runs it.
+    watcher: ChangeWatcher
 
 
 def load_or_create_kek(data_dir: Path) -> bytes:
@@ -95,11 +98,22 @@ async def open_runtime(
             grace=settings.key_grace,
             rsa_bits=settings.rsa_bits,
             publish_lead=settings.publish_lead,
+            max_cached_realms=settings.cache_realms,
         )
         await keys.check_kek()
         await keys.ensure_default_realm()
-        clients = ClientRegistry(store, clock)
-        signer = TokenSigner(keys, sealer, clock)
+        clients = ClientRegistry(
+            store, clock, ClientCache(store, max_clients=settings.cache_clients)
+        )
+        signer = TokenSigner(keys, clock, offload_rsa_bits=settings.sign_thread_min_bits)
+        stack.callback(signer.close)
+        # A replica that missed a message must catch up well within the lead, or it
+        # could serve a JWKS without a key that already signs.
+        watcher = ChangeWatcher(
+            store,
+            [keys.cache, clients.cache],
+            interval=min(REVALIDATE_INTERVAL, settings.publish_lead / 2),
+        )
         yield Runtime(
             store=store,
             keys=keys,
@@ -109,4 +123,5 @@ async def open_runtime(
             authenticator=ClientAuthenticator(clients, store, clock),
             grant=ClientCredentialsGrant(signer, clock, settings.token_ttl),
             introspector=Introspector(signer, clock),
+            watcher=watcher,
         )

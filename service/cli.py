@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -20,15 +21,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 from service import __version__, crypto
 from service.bootstrap import open_runtime
 from service.config import Settings
 from service.errors import ServiceError
-from service.models import Algo, KeyRecord
+from service.models import DEFAULT_REALM, Algo, KeyRecord
 
-__all__ = ["main"]
+__all__ = ["main", "uvicorn_options"]
 
 PROG: Final = "jwks-service"
 _ALGS: Final[dict[str, Algo]] = {"RS256": "rs256", "ES256": "es256", "EdDSA": "eddsa"}
@@ -70,16 +71,31 @@ def _serve(args: argparse.Namespace) -> int:
             uvicorn.run(
                 "service.app:create_app_from_env",
                 factory=True,
-                host=args.host,
-                port=args.port,
-                workers=args.workers,
-                proxy_headers=True,
+                **uvicorn_options(args.host, args.port, args.workers),
             )
     except _Terminated:
         pass  # asked to stop, and stopped cleanly
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+    """How ``serve`` runs uvicorn (``make bench`` runs its reference app the same way).
+
+    uvloop and httptools when installed (uvicorn[standard] brings both; on a
+    platform without them, asyncio and h11). uvicorn's own access log is off: the
+    app writes a cheaper one (JWKS_ACCESS_LOG).
+    """
+    return {
+        "host": host,
+        "port": port,
+        "workers": workers,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
+        "proxy_headers": True,
+        "access_log": False,
+    }
 
 
 def _write_new(path: Path, text: str, mode: int) -> None:
@@ -236,7 +252,7 @@ def _parser() -> argparse.ArgumentParser:
     rotate = commands.add_parser(
         "rotate", help="promote the pre-published next key (or publish one to promote later)"
     )
-    rotate.add_argument("--realm", default="default")
+    rotate.add_argument("--realm", default=DEFAULT_REALM)
     rotate.add_argument("--algo", choices=list(_ALGS), default="RS256")
     rotate.add_argument(
         "--immediate", action="store_true", help="activate a brand-new key now (emergencies)"

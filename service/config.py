@@ -16,6 +16,7 @@ from typing import Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from service.errors import ServiceError
+from service.models import DEFAULT_REALM
 
 __all__ = ["ConfigError", "MultiHostUrl", "Settings", "parse_multi_host_url"]
 
@@ -60,10 +61,18 @@ class Settings:
     max_assertion_lifetime: int = 3600
     strict_assertion_audience: bool = False
     rotation_interval: int = 604_800
+    #: Key rings kept prepared in memory per process (least recently used go first).
+    cache_realms: int = 10_000
+    #: Clients kept in memory per process (least recently used go first).
+    cache_clients: int = 10_000
+    #: One line per request on stdout, written in batches.
+    access_log: bool = True
+    #: RSA keys of at least this many bits sign in a thread pool, off the event loop.
+    sign_thread_min_bits: int = 3072
 
     def issuer_of(self, realm: str) -> str:
         """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""
-        return self.issuer if realm == "default" else f"{self.issuer}/realms/{realm}"
+        return self.issuer if realm == DEFAULT_REALM else f"{self.issuer}/realms/{realm}"
 
     @property
     def publish_lead(self) -> int:
@@ -105,6 +114,12 @@ class Settings:
                 "JWKS_STRICT_ASSERTION_AUDIENCE", _boolean, cls.strict_assertion_audience
             ),
             rotation_interval=get("JWKS_ROTATION_INTERVAL", _seconds, cls.rotation_interval),
+            cache_realms=get("JWKS_CACHE_REALMS", _positive, cls.cache_realms),
+            cache_clients=get("JWKS_CACHE_CLIENTS", _positive, cls.cache_clients),
+            access_log=get("JWKS_ACCESS_LOG", _boolean, cls.access_log),
+            sign_thread_min_bits=get(
+                "JWKS_SIGN_THREAD_MIN_BITS", _positive, cls.sign_thread_min_bits
+            ),
         )
         minimum = settings.token_ttl + settings.jwks_max_age + GRACE_MARGIN
         if settings.key_grace < minimum:
@@ -140,6 +155,12 @@ def _positive_seconds(name: str, raw: str) -> int:
     if value < 1:
         raise ConfigError(name, "must be at least 1 second")
     return value
+
+
+def _positive(name: str, raw: str) -> int:
+    if not _is_number(raw) or int(raw) < 1:
+        raise ConfigError(name, f"must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
 
 
 def _boolean(name: str, raw: str) -> bool:

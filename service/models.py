@@ -15,6 +15,7 @@ __all__ = [
     "ALGOS",
     "ASYMMETRIC_ALGOS",
     "AUTH_METHODS",
+    "DEFAULT_REALM",
     "JWS_ALG",
     "REALM_NAME",
     "AdminKey",
@@ -46,6 +47,8 @@ JWS_ALG: Final[Mapping[Algo, str]] = {
 }
 #: A realm name: 1-64 of a-z, 0-9 and '-'. It is also the Redis hash tag.
 REALM_NAME: Final = re.compile(r"[a-z0-9-]{1,64}")
+#: The realm that exists from the first start; its URLs have no /realms/ prefix.
+DEFAULT_REALM: Final = "default"
 
 T = TypeVar("T")
 

@@ -1,14 +1,20 @@
 """Everything cryptographic, and the only package that imports joserfc.
 
 It generates keys, parses the public keys tenants upload (PEM, OpenSSH or JWK),
-builds public JWKs and thumbprints, converts JWKs to PEM, signs and verifies JWTs
-and checks their claims, parses client key sets (RFC 7591 ``jwks``), and seals
-secrets with AES-256-GCM before they reach the store. joserfc and cryptography
-exceptions are translated into ``CryptoError`` subclasses here and never leave
-the package.
+builds public JWKs and thumbprints, converts JWKs to PEM, imports keys once into
+opaque handles (``SigningKey``, ``VerificationKey``) that sign and verify JWTs,
+checks claims, parses client key sets (RFC 7591 ``jwks``), and seals secrets with
+AES-256-GCM before they reach the store. joserfc and cryptography exceptions are
+translated into ``CryptoError`` subclasses here and never leave the package.
 """
 
 from service.crypto._errors import CryptoError, InvalidKey, InvalidToken, SealError
+from service.crypto._handles import (
+    SigningKey,
+    VerificationKey,
+    load_signing_key,
+    load_verification_key,
+)
 from service.crypto._jwks import parse_client_jwks, verification_algorithms
 from service.crypto._keys import (
     GeneratedKey,
@@ -23,7 +29,9 @@ from service.crypto._keys import (
 )
 from service.crypto._sealing import Sealer, new_kek
 from service.crypto._tokens import (
+    UnverifiedJWT,
     check_claims,
+    parse_jwt,
     sign_client_assertion,
     sign_jwt,
     unverified_claims,
@@ -40,12 +48,18 @@ __all__ = [
     "PublicKeyInfo",
     "SealError",
     "Sealer",
+    "SigningKey",
+    "UnverifiedJWT",
+    "VerificationKey",
     "check_claims",
     "generate_key",
     "generate_key_pair",
     "jwk_to_pem",
+    "load_signing_key",
+    "load_verification_key",
     "new_kek",
     "parse_client_jwks",
+    "parse_jwt",
     "parse_public_key",
     "public_jwk",
     "sign_client_assertion",

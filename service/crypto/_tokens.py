@@ -1,8 +1,11 @@
-"""JWTs as compact JWS: signing, verification and claims checks.
+"""JWTs as compact JWS: signing and verifying with key handles, and claims checks.
 
-Verification takes its algorithms from the key (``verification_algorithms``), never
-from the token, so an HS256 token cannot be checked against an RSA key's bytes.
-Claims are checked by joserfc's ``JWTClaimsRegistry`` with an injected ``now``.
+Every operation takes a handle from :mod:`._handles`, imported once: nothing here
+parses or imports a key. Verification takes its algorithms from the handle (the
+stored key), never from the token, so an HS256 token cannot be checked against an
+RSA key's bytes. A token is parsed once (:func:`parse_jwt`), so that its kid can
+pick the key, and verified on that same parse. Claims are checked by joserfc's
+``JWTClaimsRegistry`` with an injected ``now``.
 """
 
 from __future__ import annotations
@@ -10,41 +13,30 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import warnings
-from collections.abc import Collection, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
 from typing import Any, Final
 
 from cryptography.hazmat.primitives import serialization
 from joserfc import jwk, jws, jwt
 from joserfc.errors import (
-    BadSignatureError,
     ClaimError,
     ExceededSizeError,
     ExpiredTokenError,
     InvalidClaimError,
     InvalidKeyCurveError,
-    InvalidPayloadError,
     JoseError,
     KeyParameterError,
     MissingClaimError,
-    SecurityWarning,
 )
-from joserfc.jwk import Key, OctKey
 
 from service.crypto._errors import CryptoError, InvalidKey, InvalidToken
-from service.crypto._keys import (
-    _KTY,
-    MAX_RSA_BITS,
-    MIN_HS256_BYTES,
-    _classify,
-    _import_jwk,
-    _supported,
-)
-from service.models import JWS_ALG, Algo
+from service.crypto._handles import SigningKey, VerificationKey, load_signing_key, registry
+from service.crypto._keys import _KTY, _classify, _supported
 
 __all__ = [
+    "UnverifiedJWT",
     "check_claims",
+    "parse_jwt",
     "sign_client_assertion",
     "sign_jwt",
     "unverified_claims",
@@ -52,113 +44,74 @@ __all__ = [
     "verify_jwt",
 ]
 
-#: joserfc warns on every use of "EdDSA", which RFC 9864 deprecates for "Ed25519";
-#: our JWKS and the verifiers we serve still speak "EdDSA".
-_EDDSA_DEPRECATED: Final = r"EdDSA is deprecated"
-#: joserfc caps the signature segment at 1024 characters, too few for an RSA key
-#: above 6144 bits; _keys accepts keys up to MAX_RSA_BITS.
-_MAX_SIGNATURE_CHARS: Final = (MAX_RSA_BITS // 8 * 4 + 2) // 3
-
-
-def _registry(algorithms: Collection[str]) -> jws.JWSRegistry:
-    # RFC 7515 §4: header parameters that are not understood MUST be ignored (we refuse
-    # "crit" outright), so joserfc's strict allow-list of header names is off.
-    registry = jws.JWSRegistry(algorithms=algorithms, strict_check_header=False)
-    registry.max_signature_length = _MAX_SIGNATURE_CHARS
-    return registry
-
-
 #: For splitting tokens only (it enforces the size limits); it never verifies.
-_PARSER: Final = _registry(())
+_PARSER: Final = registry(())
 
 
-@contextmanager
-def _eddsa_quietly() -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", _EDDSA_DEPRECATED, SecurityWarning)
-        yield
+#: RFC 8259 JSON, compact: NaN and Infinity are not numbers, so a claim cannot be one.
+#: One encoder for every token (``jwt.encode`` would build one per call).
+_CLAIMS_JSON: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
-class _StrictJSON(json.JSONEncoder):
-    """RFC 8259 JSON: NaN and Infinity are not numbers, so a claim cannot be one."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs["allow_nan"] = False
-        super().__init__(**kwargs)
-
-
-def sign_jwt(secret: str, algo: Algo, *, kid: str, typ: str, claims: Mapping[str, Any]) -> str:
+def sign_jwt(key: SigningKey, claims: Mapping[str, Any], *, typ: str) -> str:
     """Sign ``claims`` as a compact JWS with header ``{"alg", "kid", "typ"}``.
 
-    :param secret: the opened sealed secret: the private JWK as JSON text, or for
-        hs256 the shared secret (the HMAC key is its UTF-8 bytes).
-    :raises InvalidKey: the secret is not a usable private ``algo`` key.
     :raises CryptoError: the claims are not JSON.
+    :raises InvalidKey: the key cannot sign (not expected of a loaded handle).
     """
-    key = _signing_key(secret, algo)
-    alg = JWS_ALG[algo]
-    header = {"alg": alg, "kid": kid, "typ": typ}
+    header = {"alg": key.alg, "kid": key.kid, "typ": typ}
     try:
-        with _eddsa_quietly():
-            return jwt.encode(
-                header,
-                dict(claims),
-                key,
-                registry=_registry([alg]),
-                encoder_cls=_StrictJSON,
-                default_type=None,
-            )
+        payload = _CLAIMS_JSON.encode(claims).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise CryptoError("the claims are not JSON (strings, finite numbers, ...)") from exc
+    try:
+        return jws.serialize_compact(header, payload, key._key, registry=key._registry)
     except JoseError as exc:
-        raise InvalidKey(f"cannot sign {alg} with this key") from exc
+        raise InvalidKey(f"cannot sign {key.alg} with this key") from exc
 
 
-def _signing_key(secret: str, algo: Algo) -> Key:
-    if algo == "hs256":
-        return _hmac_key(secret)
-    try:
-        members = json.loads(secret)
-    except ValueError as exc:
-        raise InvalidKey("the signing key is not JWK JSON") from exc
-    if not isinstance(members, dict):
-        raise InvalidKey("the signing key is not a JWK object")
-    key = _import_jwk(members)
-    if isinstance(key, OctKey) or not key.is_private:
-        raise InvalidKey(f"the signing key is not a private {algo} key")
-    try:
-        inferred, _ = _classify(_supported(key.public_key))
-    except InvalidKey as exc:
-        raise InvalidKey(f"the signing key {exc.detail}") from exc
-    if inferred != algo:
-        raise InvalidKey(f"the signing key is a {inferred} key, not {algo}")
-    return key
+class UnverifiedJWT:
+    """A compact JWS split and decoded once, NOT verified.
+
+    Its header picks the key (by kid) and its claims say who claims to sign it
+    (RFC 7523 §3: the client is the ``sub``); :func:`verify_jwt` then checks the
+    signature on this same parse.
+    """
+
+    __slots__ = ("_claims", "_obj")
+
+    def __init__(self, obj: jws.CompactSignature) -> None:
+        self._obj = obj
+        self._claims: dict[str, Any] | None = None
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The protected header (a JSON object)."""
+        header: dict[str, Any] = self._obj.protected
+        return header
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        """The payload as a JSON object, decoded on first use.
+
+        :raises InvalidToken: the payload is not a JSON object.
+        """
+        if self._claims is None:
+            try:
+                claims = json.loads(self._obj.payload)
+            except ValueError as exc:
+                raise InvalidToken("payload: not a JSON object") from exc
+            if not isinstance(claims, dict):
+                raise InvalidToken("payload: not a JSON object")
+            self._claims = claims
+        return self._claims
 
 
-def unverified_header(token: str) -> dict[str, Any]:
-    """The protected header of a compact JWS, NOT verified: only to pick a key by kid.
+def parse_jwt(token: str) -> UnverifiedJWT:
+    """Split a compact JWS, within joserfc's size limits, without verifying it.
 
     :raises InvalidToken: not a well-formed compact JWS with a JSON object header.
     """
-    return _split(token).protected
-
-
-def unverified_claims(token: str) -> dict[str, Any]:
-    """The payload of a compact JWS, NOT verified: only to find who claims to sign it
-    (RFC 7523 §3: the client is the ``sub``) before its key is known.
-
-    :raises InvalidToken: malformed, or the payload is not a JSON object.
-    """
-    try:
-        claims = json.loads(_split(token).payload)
-    except ValueError as exc:
-        raise InvalidToken("payload: not a JSON object") from exc
-    if not isinstance(claims, dict):
-        raise InvalidToken("payload: not a JSON object")
-    return claims
-
-
-def _split(token: str) -> jws.CompactSignature:
     if not isinstance(token, str):
         raise InvalidToken("malformed token: not a string")
     try:
@@ -170,89 +123,52 @@ def _split(token: str) -> jws.CompactSignature:
         raise InvalidToken("malformed token: not a compact JWS") from exc
     if not isinstance(obj.protected, dict):
         raise InvalidToken("malformed token: the header is not a JSON object")
-    return obj
+    return UnverifiedJWT(obj)
 
 
-def verify_jwt(
-    token: str, key: Mapping[str, Any] | str, algorithms: Collection[str]
-) -> dict[str, Any]:
-    """Verify a compact JWS signed with one of ``algorithms`` and return its claims.
+def unverified_header(token: str) -> dict[str, Any]:
+    """The protected header of a compact JWS, NOT verified: only to pick a key by kid.
+
+    :raises InvalidToken: not a well-formed compact JWS with a JSON object header.
+    """
+    return parse_jwt(token).header
+
+
+def unverified_claims(token: str) -> dict[str, Any]:
+    """The payload of a compact JWS, NOT verified.
+
+    :raises InvalidToken: malformed, or the payload is not a JSON object.
+    """
+    return parse_jwt(token).claims
+
+
+def verify_jwt(token: UnverifiedJWT | str, key: VerificationKey) -> dict[str, Any]:
+    """Verify a compact JWS with ``key`` and return its claims.
 
     Only the given key is used: jku, x5u, jwk and x5c headers are never followed.
-    "none" is never accepted, even if listed.
+    Only the key's algorithms are accepted; "none" never is.
 
-    :param key: a public JWK (an oct JWK for HMAC), or an HMAC secret string whose
-        UTF-8 bytes are the key.
-    :param algorithms: usually ``verification_algorithms(key)``.
     :raises InvalidToken: malformed, "crit" present, alg not allowed or not fitting
         the key, bad signature, or a payload that is not a JSON object.
-    :raises InvalidKey: ``key`` itself is unusable (malformed, weak, unsupported).
     """
-    allowed = [alg for alg in algorithms if alg != "none"]
-    header = unverified_header(token)
+    parsed = parse_jwt(token) if isinstance(token, str) else token
+    header = parsed.header
     if "crit" in header:
         # RFC 7515 §4.1.11: a recipient that does not understand a listed extension
         # MUST reject the JWS; we understand none (this also refuses RFC 7797 b64).
         raise InvalidToken("crit: critical header parameters are not supported")
     # joserfc checks this too; an empty list would make it fall back to its defaults.
-    if not allowed or header.get("alg") not in allowed:
+    if not key.algorithms or header.get("alg") not in key.algorithms:
         raise InvalidToken("alg: not allowed for this key")
-    verifier = _verification_key(key)
     try:
-        with _eddsa_quietly():
-            decoded = jwt.decode(token, verifier, registry=_registry(allowed))
-    except BadSignatureError as exc:
-        raise InvalidToken("signature: does not verify") from exc
-    except InvalidPayloadError as exc:
-        raise InvalidToken("payload: not a JSON object") from exc
+        valid = jws.validate_compact(parsed._obj, key._key, registry=key._registry)
     except (KeyParameterError, InvalidKeyCurveError) as exc:
         raise InvalidToken("alg: does not fit this key") from exc
     except (JoseError, ValueError, TypeError) as exc:
         raise InvalidToken("malformed token") from exc
-    return decoded.claims
-
-
-def _verification_key(key: Mapping[str, Any] | str) -> Key:
-    if isinstance(key, str):
-        return _hmac_key(key)
-    if not isinstance(key, Mapping):
-        raise InvalidKey("the key must be a JWK object or an HMAC secret")
-    with _weak_hmac_refused():
-        imported = _import_jwk(key)
-    if isinstance(imported, OctKey):
-        if len(imported.raw_value) < MIN_HS256_BYTES:
-            raise InvalidKey(f"an HMAC key must be at least {MIN_HS256_BYTES} bytes")
-        return imported
-    try:
-        _classify(_supported(imported.public_key))
-    except InvalidKey as exc:
-        raise InvalidKey(f"the verification key {exc.detail}") from exc
-    return imported
-
-
-def _hmac_key(secret: str) -> OctKey:
-    raw = secret.encode("utf-8")
-    # RFC 7518 §3.2: "A key of the same size as the hash output ... or larger MUST be used".
-    if len(raw) < MIN_HS256_BYTES:
-        raise InvalidKey(f"an HMAC secret must be at least {MIN_HS256_BYTES} bytes")
-    try:
-        with _weak_hmac_refused():
-            return OctKey.import_key(raw)
-    except (JoseError, ValueError) as exc:
-        # joserfc refuses PEM/DER/OpenSSH public keys as HMAC secrets (key confusion).
-        raise InvalidKey("an HMAC secret must not be a public key") from exc
-
-
-@contextmanager
-def _weak_hmac_refused() -> Iterator[None]:
-    # joserfc only warns when an HMAC key is short or looks like a public key; we
-    # refuse such a key whether or not warnings are errors.
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", SecurityWarning)
-        try:
-            yield
-        except SecurityWarning as exc:
-            raise InvalidKey("the HMAC key is too short or looks like a public key") from exc
+    if not valid:
+        raise InvalidToken("signature: does not verify")
+    return parsed.claims
 
 
 def check_claims(
@@ -342,10 +258,7 @@ def sign_client_assertion(
         "exp": issued + lifetime,
         "jti": secrets.token_urlsafe(16),
     }
-    return sign_jwt(
-        json.dumps(key.as_dict(private=True)),
-        algo,
-        kid=kid or key.thumbprint(),
-        typ="client-authentication+jwt",
-        claims=claims,
+    signing_key = load_signing_key(
+        json.dumps(key.as_dict(private=True)), algo, kid=kid or key.thumbprint()
     )
+    return sign_jwt(signing_key, claims, typ="client-authentication+jwt")

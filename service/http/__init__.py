@@ -2,20 +2,25 @@
 
 ``problems`` is the one place errors become responses (RFC 9457
 problem+json); ``limits`` caps request bodies; ``admin`` is the /v1 API;
-``wellknown`` publishes JWKS documents; ``health`` answers probes.
+``wellknown`` publishes JWKS documents; ``health`` answers probes; ``hot``
+answers the hot paths ahead of the framework and ``access_log`` logs requests.
 """
 
 from service.http._state import Services
+from service.http.access_log import AccessLog
 from service.http.admin import admin_routes
 from service.http.clients import client_routes
 from service.http.health import health_routes
+from service.http.hot import HotPaths
 from service.http.limits import BodySizeLimit
 from service.http.oauth import oauth_routes
 from service.http.problems import exception_handlers
 from service.http.wellknown import wellknown_routes
 
 __all__ = [
+    "AccessLog",
     "BodySizeLimit",
+    "HotPaths",
     "Services",
     "admin_routes",
     "client_routes",

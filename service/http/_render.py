@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.clock import rfc3339
-from service.models import JWS_ALG, Client, KeyRecord, Realm
+from service.models import DEFAULT_REALM, JWS_ALG, Client, KeyRecord, Realm
 
 __all__ = ["client_object", "key_object", "realm_object"]
 
@@ -34,7 +34,7 @@ def key_object(key: KeyRecord, secret: str | None = None) -> dict[str, Any]:
 
 def realm_object(realm: Realm, issuer: str) -> dict[str, Any]:
     """A realm, with the URL of its JWKS."""
-    base = issuer if realm.name == "default" else f"{issuer}/realms/{realm.name}"
+    base = issuer if realm.name == DEFAULT_REALM else f"{issuer}/realms/{realm.name}"
     return {
         "name": realm.name,
         "created_at": rfc3339(realm.created_at),

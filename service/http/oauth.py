@@ -8,6 +8,7 @@ translated into OAuth errors here.
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -22,14 +23,13 @@ from service.http._params import bearer_token, read_json_object
 from service.http._render import client_object
 from service.http._state import services
 from service.keys import RealmNotFound
-from service.models import REALM_NAME
+from service.models import DEFAULT_REALM, REALM_NAME
 from service.oauth.client_auth import AssertionPolicy
 from service.oauth.discovery import server_metadata
 from service.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
 
-__all__ = ["oauth_routes"]
+__all__ = ["introspect", "oauth_routes", "token"]
 
-DEFAULT_REALM: Final = "default"
 _FORM: Final = "application/x-www-form-urlencoded"
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _KID_DIGEST: Final = re.compile(r"[0-9a-fA-F]{64}")
@@ -166,13 +166,20 @@ async def introspect(request: Request) -> Response:
     return JSONResponse(await svc.introspector.introspect(realm, issuer, token), headers=_NO_STORE)
 
 
+@functools.lru_cache(maxsize=4096)
+def _metadata_body(issuer: str) -> bytes:
+    # The document depends on the issuer only: serialised once per realm.
+    return json.dumps(server_metadata(issuer), separators=(",", ":")).encode()
+
+
 async def discovery(request: Request) -> Response:
     """RFC 8414 metadata (also at the OpenID discovery path)."""
     svc = services(request)
     realm = _realm(request)
     await svc.keys.realm(realm)
-    return JSONResponse(
-        server_metadata(svc.settings.issuer_of(realm)),
+    return Response(
+        _metadata_body(svc.settings.issuer_of(realm)),
+        media_type="application/json",
         headers={"Cache-Control": f"public, max-age={svc.jwks_max_age}"},
     )
 

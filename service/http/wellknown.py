@@ -10,22 +10,28 @@ from starlette.routing import Route
 
 from service.http._state import services
 from service.keys import RealmNotFound
-from service.models import REALM_NAME
+from service.models import DEFAULT_REALM, REALM_NAME
 
-__all__ = ["wellknown_routes"]
+__all__ = ["JWKS_MEDIA_TYPE", "if_none_match", "wellknown_routes"]
 
 JWKS_MEDIA_TYPE: Final = "application/jwk-set+json"
-DEFAULT_REALM: Final = "default"
 
 
-def _matches(if_none_match: str, etag: str) -> bool:
-    # RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
-    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-    return "*" in tags or etag in tags
+def if_none_match(headers: list[tuple[bytes, bytes]], etag: str) -> bool:
+    """Whether an ``If-None-Match`` header of the raw ASGI ``headers`` matches ``etag``."""
+    for name, value in headers:
+        if name == b"if-none-match":
+            # RFC 9110 §13.1.2: If-None-Match uses the weak comparison.
+            tags = {t.strip().removeprefix("W/") for t in value.decode("latin-1").split(",")}
+            return "*" in tags or etag in tags
+    return False
 
 
 async def jwks(request: Request) -> Response:
-    """The realm's JWKS: pre-serialised, with a strong ETag and a public max-age."""
+    """The realm's JWKS: pre-serialised, with a strong ETag and a public max-age.
+
+    :mod:`.hot` answers GET itself from the same document; this answers HEAD.
+    """
     svc = services(request)
     realm = request.path_params.get("realm", DEFAULT_REALM)
     if not REALM_NAME.fullmatch(realm):
@@ -37,7 +43,7 @@ async def jwks(request: Request) -> Response:
         # Public data: browser-side verifiers may fetch it too.
         "Access-Control-Allow-Origin": "*",
     }
-    if _matches(request.headers.get("if-none-match", ""), document.etag):
+    if if_none_match(request.scope["headers"], document.etag):
         return Response(status_code=304, headers=headers)
     return Response(document.body, media_type=JWKS_MEDIA_TYPE, headers=headers)
 

@@ -2,14 +2,16 @@
 
 ``policy`` holds the pure decisions (which key becomes active, which retires and
 until when); ``manager`` loads a ring, applies a decision and saves it with
-compare-and-swap, retrying when another writer got there first; ``cache`` keeps
-each realm's ring and pre-serialised JWKS in process, invalidated by the store's
-change feed; ``admin`` issues and checks admin API keys; ``requests`` validates
-what callers ask for.
+compare-and-swap, retrying when another writer got there first; ``material``
+makes sealed key records and opens them into key handles; ``cache`` keeps each
+realm's ring prepared in process (JWKS body, ETag, key handles), and ``watch``
+keeps it and every other cache current from the store's change feed;
+``signing`` signs and verifies from memory; ``admin`` issues and checks admin API
+keys; ``requests`` validates what callers ask for.
 """
 
 from service.keys.admin import AdminKeys
-from service.keys.cache import JwksDocument
+from service.keys.cache import JwksDocument, PreparedRing
 from service.keys.errors import (
     Busy,
     KeyNotFound,
@@ -19,7 +21,8 @@ from service.keys.errors import (
     RealmNotFound,
     RotationTooSoon,
 )
-from service.keys.manager import CreatedKey, KeyManager
+from service.keys.manager import KeyManager
+from service.keys.material import CreatedKey, KeyMaterial, sealed_aad
 from service.keys.requests import (
     GenerateKey,
     ImportSecret,
@@ -31,19 +34,25 @@ from service.keys.requests import (
 )
 from service.keys.scheduler import RotationScheduler
 from service.keys.signing import TokenSigner
+from service.keys.watch import REVALIDATE_INTERVAL, ChangeListener, ChangeWatcher
 
 __all__ = [
+    "REVALIDATE_INTERVAL",
     "AdminKeys",
     "Busy",
+    "ChangeListener",
+    "ChangeWatcher",
     "CreatedKey",
     "GenerateKey",
     "ImportSecret",
     "JwksDocument",
     "KeyManager",
+    "KeyMaterial",
     "KeyNotFound",
     "KeySpec",
     "KidInUse",
     "NoSigningKey",
+    "PreparedRing",
     "RealmNameTaken",
     "RealmNotFound",
     "RotationScheduler",
@@ -53,4 +62,5 @@ __all__ = [
     "parse_algo",
     "parse_key_request",
     "parse_realm_name",
+    "sealed_aad",
 ]

@@ -3,7 +3,8 @@
 The shape of each change (dex's ``UpdateKeys``): generate key material first,
 outside any transaction; load the ring; let ``policy`` decide; save only if the
 ring has not moved. A writer that loses the race reloads and decides again, so
-several processes on one store never leave two active keys for one algo.
+several processes on one store never leave two active keys for one algo. Each
+decision returns what it decided along with the change (:class:`Decision`).
 """
 
 from __future__ import annotations
@@ -13,16 +14,14 @@ import contextlib
 import dataclasses
 import logging
 import random
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from service import crypto
 from service.clock import Clock
-from service.errors import InvalidInput, Unavailable
 from service.keys import policy
-from service.keys.cache import JwksDocument, RingCache
+from service.keys.cache import DEFAULT_MAX_REALMS, JwksDocument, PreparedRing, RingCache
 from service.keys.errors import (
     Busy,
     KeyNotFound,
@@ -30,28 +29,36 @@ from service.keys.errors import (
     RealmNotFound,
     RotationTooSoon,
 )
-from service.keys.requests import GenerateKey, ImportSecret, KeySpec, UploadPublicKey
-from service.models import Algo, KeyRecord, KeyRing, Page, Realm
-from service.storage import CHANGES_ALL, RealmExists, RealmGone, Store
+from service.keys.material import CreatedKey, KeyMaterial
+from service.keys.requests import GenerateKey, KeySpec, UploadPublicKey
+from service.models import DEFAULT_REALM, Algo, KeyRecord, KeyRing, Page, Realm
+from service.storage import RealmExists, RealmGone, Store
 
-__all__ = ["CreatedKey", "KeyManager"]
+__all__ = ["CreatedKey", "Decision", "KeyManager"]
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _MAX_ATTEMPTS: Final = 64
-#: How often cached rings are version-checked even if no change message arrived.
-REVALIDATE_INTERVAL: Final = 10.0
-DEFAULT_REALM: Final = "default"
 _KEK_CHECK_PLAINTEXT: Final = b"jwks-service key-encryption key check"
 _KEK_CHECK_AAD: Final = b"kek-check"
 
 
 @dataclass(frozen=True)
-class CreatedKey:
-    """A new key; ``secret`` is the HS256 secret, shown to the caller this once."""
+class Decision(Generic[T]):
+    """What a decision on a ring wants saved, and what it decided (dex's updater
+    returns both the same way)."""
 
-    key: KeyRecord
-    secret: str | None = None
+    change: policy.RingChange
+    outcome: T
+
+
+@dataclass(frozen=True)
+class _NeedsKey:
+    """A signing key goes and no replacement of ``algo`` has been generated yet."""
+
+    algo: Algo
 
 
 class KeyManager:
@@ -66,14 +73,20 @@ class KeyManager:
         grace: int,
         rsa_bits: int = 2048,
         publish_lead: int = 305,
+        max_cached_realms: int = DEFAULT_MAX_REALMS,
     ) -> None:
         self._store = store
         self._sealer = sealer
         self._clock = clock
         self._grace = grace
-        self._rsa_bits = rsa_bits
         self._lead = publish_lead
-        self._cache = RingCache(store, clock)
+        self._material = KeyMaterial(sealer, rsa_bits)
+        self._cache = RingCache(store, clock, self._material, max_realms=max_cached_realms)
+
+    @property
+    def cache(self) -> RingCache:
+        """The in-process ring cache (the change watcher keeps it current)."""
+        return self._cache
 
     # Start-up -------------------------------------------------------------
 
@@ -103,13 +116,14 @@ class KeyManager:
         """Create a realm with its first RS256 signing key."""
         now = self._clock.now()
         realm = Realm(name=name, created_at=now)
-        key = await self._new_key(name, GenerateKey("rs256"), now)
+        key = await self._material.create(name, GenerateKey("rs256"), now)
         try:
             await self._store.create_realm(
                 realm, [dataclasses.replace(key.key, status="active")], now
             )
         except RealmExists as exc:
             raise RealmNameTaken(name) from exc
+        self._cache.invalidate(name)  # it may be remembered as absent
         log.info("realm created: %s", name)
         return realm
 
@@ -149,25 +163,29 @@ class KeyManager:
 
     # Keys -----------------------------------------------------------------
 
+    async def prepared(self, realm: str) -> PreparedRing:
+        """The realm's ring with its JWKS and key handles, from the in-process cache.
+
+        :raises RealmNotFound:
+        """
+        entry = self._cache.current(realm) or await self._cache.get(realm)
+        if entry is None:
+            raise RealmNotFound(realm)
+        return entry
+
     async def ring(self, realm: str) -> KeyRing:
         """The realm's key ring, from the in-process cache.
 
         :raises RealmNotFound:
         """
-        entry = await self._cache.get(realm)
-        if entry is None:
-            raise RealmNotFound(realm)
-        return entry.ring
+        return (await self.prepared(realm)).ring
 
     async def jwks(self, realm: str) -> JwksDocument:
         """The realm's pre-serialised JWKS.
 
         :raises RealmNotFound:
         """
-        entry = await self._cache.get(realm)
-        if entry is None:
-            raise RealmNotFound(realm)
-        return entry.jwks
+        return (await self.prepared(realm)).jwks
 
     async def create_key(self, realm: str, spec: KeySpec) -> CreatedKey:
         """Generate, import or upload a key (see :mod:`service.keys.requests`).
@@ -178,12 +196,14 @@ class KeyManager:
         """
         await self.ring(realm)  # fail fast, before generating anything
         now = self._clock.now()
-        created = await self._new_key(realm, spec, now)
+        created = await self._material.create(realm, spec, now)
         key = created.key
         if isinstance(spec, UploadPublicKey):
-            await self._update(realm, lambda ring: policy.add_verify_only(ring, key))
+            await self._update(realm, lambda ring: _apply(policy.add_verify_only(ring, key)))
         else:
-            await self._update(realm, lambda ring: policy.activate(ring, key, now, self._grace))
+            await self._update(
+                realm, lambda ring: _apply(policy.activate(ring, key, now, self._grace))
+            )
         log.info("key created: realm=%s id=%s algo=%s", realm, key.id, key.algo)
         return dataclasses.replace(created, key=(await self._stored(realm, key.id)))
 
@@ -203,8 +223,13 @@ class KeyManager:
         :raises RealmNotFound:
         :raises KeyNotFound:
         """
-        await self.ring(realm)
-        return await self._stored(realm, key_id)
+        key = await self._store.get_key(realm, key_id)
+        if key is not None:
+            return key
+        # Not the whole ring: a realm may hold far more keys than a request should load.
+        if await self._store.ring_version(realm) is None:
+            raise RealmNotFound(realm)
+        raise KeyNotFound(key_id)
 
     async def delete_key(self, realm: str, key_id: str, *, force: bool = False) -> KeyRecord:
         """Retire a key (or delete it at once with ``force``); never leave an algo unsigned.
@@ -217,9 +242,8 @@ class KeyManager:
         :raises KeyNotFound:
         """
         replacement: KeyRecord | None = None
-        removed: list[KeyRecord] = []
 
-        def decide(ring: KeyRing) -> policy.RingChange:
+        def decide(ring: KeyRing) -> Decision[KeyRecord | _NeedsKey]:
             now = self._clock.now()
             change = policy.remove(ring, key_id, now, self._grace, force=force)
             algo = policy.needs_replacement(ring, key_id)
@@ -227,22 +251,22 @@ class KeyManager:
                 # A next key published long enough takes over; else a fresh key.
                 successor = policy.ready_next(ring, algo, now, self._lead) or replacement
                 if successor is None or successor.algo != algo:
-                    raise _ReplacementNeeded(algo)
+                    return Decision(policy.RingChange(), _NeedsKey(algo))
                 change += policy.activate(policy.applied(ring, change), successor, now, self._grace)
-            removed[:] = [k for k in change.put + change.delete if k.id == key_id]
-            return change
+            touched = {k.id: k for k in change.put + change.delete}
+            # policy.remove raised KeyNotFound unless the ring has the key.
+            return Decision(change, touched.get(key_id) or ring.by_id(key_id) or _never())
 
         while True:
-            try:
-                await self._update(realm, decide)
+            outcome = await self._update(realm, decide)
+            if not isinstance(outcome, _NeedsKey):
                 break
-            except _ReplacementNeeded as need:
-                # Generated outside the CAS, and reused if the CAS is retried.
-                new = await self._new_key(realm, GenerateKey(need.algo), self._clock.now())
-                replacement = new.key
+            # Generated outside the CAS, and reused if the CAS is retried.
+            new = await self._material.create(realm, GenerateKey(outcome.algo), self._clock.now())
+            replacement = new.key
         log.info("key %s: realm=%s id=%s", "deleted" if force else "expired", realm, key_id)
         if force:
-            return dataclasses.replace(removed[0], status="expired", expires_at=self._clock.now())
+            return dataclasses.replace(outcome, status="expired", expires_at=self._clock.now())
         return await self._stored(realm, key_id)
 
     async def rotate(self, realm: str, algo: Algo, *, immediate: bool = False) -> KeyRecord:
@@ -258,23 +282,22 @@ class KeyManager:
         :raises RealmNotFound:
         :raises RotationTooSoon:
         """
-        new = (await self._new_key(realm, GenerateKey(algo), self._clock.now())).key
+        new = (await self._material.create(realm, GenerateKey(algo), self._clock.now())).key
         if immediate:
             await self._update(
-                realm, lambda ring: policy.activate(ring, new, self._clock.now(), self._grace)
+                realm,
+                lambda ring: _apply(policy.activate(ring, new, self._clock.now(), self._grace)),
             )
             log.warning("immediate rotation: realm=%s algo=%s id=%s", realm, algo, new.id)
             return await self._stored(realm, new.id)
-        wait: list[int] = []
 
-        def decide(ring: KeyRing) -> policy.RingChange:
+        def decide(ring: KeyRing) -> Decision[int | None]:
             rotation = policy.rotate(ring, algo, new, self._clock.now(), self._grace, self._lead)
-            wait[:] = [rotation.retry_after] if rotation.retry_after is not None else []
-            return rotation.change
+            return Decision(rotation.change, rotation.retry_after)
 
-        await self._update(realm, decide)
-        if wait:
-            raise RotationTooSoon(wait[0])
+        retry_after = await self._update(realm, decide)
+        if retry_after is not None:
+            raise RotationTooSoon(retry_after)
         ring = await self._store.load_ring(realm)
         active = ring.active(algo) if ring is not None else None
         if active is None:  # pragma: no cover - the CAS just made one active
@@ -285,64 +308,32 @@ class KeyManager:
     async def rotate_if_due(self, realm: str, algo: Algo, interval: int) -> bool:
         """Scheduled rotation of one realm and algo: publish a next key, or promote it.
 
-        Decided on the cached ring first (cheap, usually nothing to do), then again
-        inside the compare-and-swap: of several replicas racing, one changes the
-        ring and the others find nothing due.
+        Decided on the ring as stored first (cheap, usually nothing to do; the
+        scheduler passes over every realm, so this does not fill the cache), then
+        again inside the compare-and-swap: of several replicas racing, one changes
+        the ring and the others find nothing due.
 
         :returns: whether this call changed the ring.
+        :raises RealmNotFound:
         """
-        ring = await self.ring(realm)
+        ring = await self._store.load_ring(realm)
+        if ring is None:
+            raise RealmNotFound(realm)
         if policy.rotation_due(ring, algo, self._clock.now(), interval, self._lead) is None:
             return False
-        new = (await self._new_key(realm, GenerateKey(algo), self._clock.now())).key
-        changed: list[bool] = []
+        new = (await self._material.create(realm, GenerateKey(algo), self._clock.now())).key
 
-        def decide(current: KeyRing) -> policy.RingChange:
+        def decide(current: KeyRing) -> Decision[bool]:
             now = self._clock.now()
-            due = policy.rotation_due(current, algo, now, interval, self._lead)
-            change = (
-                policy.rotate(current, algo, new, now, self._grace, self._lead).change
-                if due is not None
-                else policy.RingChange()
-            )
-            changed[:] = [bool(change.put or change.delete)]
-            return change
+            if policy.rotation_due(current, algo, now, interval, self._lead) is None:
+                return Decision(policy.RingChange(), False)
+            change = policy.rotate(current, algo, new, now, self._grace, self._lead).change
+            return Decision(change, bool(change.put or change.delete))
 
-        await self._update(realm, decide)
-        if changed and changed[0]:
+        changed = await self._update(realm, decide)
+        if changed:
             log.info("scheduled rotation step: realm=%s algo=%s", realm, algo)
-            return True
-        return False
-
-    # Change feed ----------------------------------------------------------
-
-    async def watch(self) -> None:
-        """Keep the cache current from the store's change feed; runs until cancelled."""
-
-        async def poll() -> None:
-            while True:
-                # A replica that missed a message must catch up well within the lead,
-                # or it could serve a JWKS without a key that already signs.
-                await asyncio.sleep(min(REVALIDATE_INTERVAL, self._lead / 2))
-                try:
-                    await self._cache.revalidate()
-                except Exception:
-                    log.warning("key ring revalidation failed", exc_info=True)
-
-        poller = asyncio.ensure_future(poll())
-        try:
-            async for realm in self._store.changes():
-                if realm != CHANGES_ALL:
-                    self._cache.invalidate(realm)
-                    continue
-                try:
-                    await self._cache.revalidate()
-                except Unavailable:
-                    # Keep serving what we have (verifiers need the JWKS most while
-                    # the store is down); the periodic check catches up.
-                    log.warning("key ring revalidation failed; retrying in the background")
-        finally:
-            poller.cancel()
+        return changed
 
     # Internals ------------------------------------------------------------
 
@@ -352,15 +343,17 @@ class KeyManager:
             raise KeyNotFound(key_id)
         return key
 
-    async def _update(self, realm: str, decide: Callable[[KeyRing], policy.RingChange]) -> None:
-        """Load, decide, compare-and-swap; on a lost race, again."""
+    async def _update(self, realm: str, decide: Callable[[KeyRing], Decision[T]]) -> T:
+        """Load, decide, compare-and-swap; on a lost race, again. Returns the outcome
+        of the decision that was saved (or that wanted no change)."""
         for attempt in range(_MAX_ATTEMPTS):
             ring = await self._store.load_ring(realm)
             if ring is None:
                 raise RealmNotFound(realm)
-            change = decide(ring)
+            decision = decide(ring)
+            change = decision.change
             if not change.put and not change.delete:
-                return
+                return decision.outcome
             try:
                 saved = await self._store.save_ring(
                     ring, change.put, change.delete, self._clock.now()
@@ -369,67 +362,16 @@ class KeyManager:
                 raise RealmNotFound(realm) from exc
             if saved:
                 self._cache.invalidate(realm)
-                return
+                return decision.outcome
             # Lost the race: jittered back-off so racing writers spread out.
             await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))  # noqa: S311
         raise Busy("too many concurrent changes to this realm; retry")
 
-    async def _new_key(self, realm: str, spec: KeySpec, now: float) -> CreatedKey:
-        key_id = "jky_" + secrets.token_urlsafe(16)
-        aad = f"{realm}/{key_id}".encode()
-        if isinstance(spec, UploadPublicKey):
-            try:
-                info = crypto.parse_public_key(spec.public_key, spec.algo)
-            except crypto.InvalidKey as exc:
-                raise InvalidInput(f"public_key {exc.detail}", field="public_key") from exc
-            kid = spec.kid or key_id
-            record = KeyRecord(
-                id=key_id,
-                kid=kid,
-                algo=info.algo,
-                status="verify_only",
-                created_at=now,
-                name=spec.name,
-                public_jwk=crypto.public_jwk(info.jwk, kid=kid, algo=info.algo),
-                expected_issuer=spec.expected_issuer,
-                expected_audience=spec.expected_audience,
-            )
-            return CreatedKey(record)
-        if isinstance(spec, ImportSecret):
-            kid = spec.kid or key_id
-            sealed = self._sealer.seal(spec.secret.encode(), aad)
-            record = KeyRecord(
-                id=key_id,
-                kid=kid,
-                algo="hs256",
-                status="active",
-                created_at=now,
-                name=spec.name,
-                sealed_secret=sealed,
-            )
-            return CreatedKey(record, spec.secret)
-        # RSA generation takes long enough to stall the event loop: use a thread.
-        generated = await asyncio.to_thread(crypto.generate_key, spec.algo, self._rsa_bits)
-        record = KeyRecord(
-            id=key_id,
-            kid=key_id,
-            algo=spec.algo,
-            status="active",
-            created_at=now,
-            name=spec.name,
-            public_jwk=(
-                crypto.public_jwk(generated.public_jwk, kid=key_id, algo=spec.algo)
-                if generated.public_jwk is not None
-                else None
-            ),
-            sealed_secret=self._sealer.seal(generated.secret.encode(), aad),
-        )
-        return CreatedKey(record, generated.secret if spec.algo == "hs256" else None)
+
+def _never() -> KeyRecord:  # pragma: no cover - for the type checker
+    raise AssertionError("unreachable")
 
 
-class _ReplacementNeeded(Exception):
-    """Raised inside a decision: a signing key goes and no replacement was generated yet."""
-
-    def __init__(self, algo: Algo) -> None:
-        super().__init__(algo)
-        self.algo = algo
+def _apply(change: policy.RingChange) -> Decision[None]:
+    """A decision that only changes the ring."""
+    return Decision(change, None)

@@ -1,37 +1,53 @@
-"""Signing and verifying tokens with a realm's keys, from the in-process key ring.
+"""Signing and verifying tokens with a realm's keys, from the prepared ring in memory.
 
-Neither touches the store on the hot path: the ring comes from the manager's
-cache, and a key's sealed secret is opened once and then kept in process.
+Nothing here touches the store, opens a sealed secret or imports a key: the ring
+cache did that once when the ring changed. What is left per token is the
+signature itself. RSA signatures of 3072 bits and more (7-8 ms at 4096 bits)
+leave the event loop for a thread, where OpenSSL signs without the GIL, so they
+never stall the requests behind them; 2048-bit RSA and the other algorithms sign
+in place, where the thread hand-off would cost more than it spares (bench/RESULTS.md
+has the measurements).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import asyncio
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from service import crypto
 from service.clock import Clock
 from service.keys.errors import KeyNotFound, NoSigningKey
 from service.keys.manager import KeyManager
-from service.models import JWS_ALG, Algo, KeyRecord
+from service.models import Algo, KeyRecord
 
-__all__ = ["TokenSigner"]
+__all__ = ["OFFLOAD_RSA_BITS", "TokenSigner"]
 
-#: Opened secrets kept at most; far more than any set of live keys.
-_MAX_OPENED: Final = 1024
+#: RSA keys of at least this size sign in a thread (see the module docstring).
+OFFLOAD_RSA_BITS: Final = 3072
 
 
 class TokenSigner:
     """Signs with a realm's active key; verifies with whichever key a token's kid names."""
 
-    def __init__(self, keys: KeyManager, sealer: crypto.Sealer, clock: Clock) -> None:
+    def __init__(
+        self, keys: KeyManager, clock: Clock, *, offload_rsa_bits: int = OFFLOAD_RSA_BITS
+    ) -> None:
         self._keys = keys
-        self._sealer = sealer
         self._clock = clock
-        # key id -> opened secret of keys used recently (decrypt once, not per token)
-        self._opened: dict[str, str] = {}
+        self._offload_bits = offload_rsa_bits
+        # One thread per core this process may use: OpenSSL signs without the GIL,
+        # so one process can sign on every core it has.
+        self._pool = ThreadPoolExecutor(
+            max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
+            thread_name_prefix="jwt-sign",
+        )
+
+    def close(self) -> None:
+        """Stop the signing threads (waiting for signatures under way)."""
+        self._pool.shutdown(wait=True)
 
     async def public_pem(self, realm: str, kid_sha256: str) -> str:
         """The SubjectPublicKeyInfo PEM of the published key whose kid hashes to ``kid_sha256``.
@@ -41,61 +57,52 @@ class TokenSigner:
         :raises RealmNotFound:
         :raises KeyNotFound:
         """
-        for key in (await self._keys.ring(realm)).verifying(self._clock.now()):
-            digest = hashlib.sha256(key.kid.encode()).hexdigest()
-            if key.public_jwk is not None and hmac.compare_digest(digest, kid_sha256.lower()):
-                return crypto.jwk_to_pem(key.public_jwk)
-        raise KeyNotFound(kid_sha256)
+        pem = (await self._keys.prepared(realm)).pems.get(kid_sha256.lower())
+        if pem is None:
+            raise KeyNotFound(kid_sha256)
+        return pem
 
     async def verify(self, realm: str, token: str) -> tuple[dict[str, Any], KeyRecord]:
         """Check a token's signature with the realm key its kid names.
 
-        The algorithm is pinned to the stored key (``JWS_ALG[key.algo]``), never
-        taken from the token: an HS256 token can only verify against an hs256 key.
-        Only keys that still verify at "now" count (not pruned, not force-deleted).
+        The algorithm is pinned to the stored key, never taken from the token: an
+        HS256 token can only verify against an hs256 key. Only keys that still
+        verify at "now" count (not pruned, not force-deleted).
 
         :returns: the claims (not yet checked for time or issuer) and the key.
         :raises crypto.InvalidToken:
         :raises RealmNotFound:
         """
-        kid = crypto.unverified_header(token).get("kid")
-        ring = await self._keys.ring(realm)
-        now = self._clock.now()
-        key = next((k for k in ring.verifying(now) if k.kid == kid), None)
-        if key is None or not isinstance(kid, str):
+        parsed = crypto.parse_jwt(token)
+        kid = parsed.header.get("kid")
+        prepared = await self._keys.prepared(realm)
+        verifier = prepared.verifiers.get(kid) if isinstance(kid, str) else None
+        if verifier is None or not _verifies(verifier.key, self._clock.now()):
             raise crypto.InvalidToken("kid: no key of this realm has it")
-        material: Mapping[str, Any] | str
-        if key.public_jwk is not None:
-            material = key.public_jwk
-        elif key.sealed_secret is not None:
-            material = self._open(realm, key)
-        else:  # pragma: no cover - every stored key has one or the other
-            raise crypto.InvalidToken("kid: the key cannot verify")
-        return crypto.verify_jwt(token, material, [JWS_ALG[key.algo]]), key
-
-    def _open(self, realm: str, key: KeyRecord) -> str:
-        secret = self._opened.get(key.id)
-        if secret is None:
-            assert key.sealed_secret is not None
-            secret = self._sealer.open(key.sealed_secret, f"{realm}/{key.id}".encode()).decode()
-            if len(self._opened) > _MAX_OPENED:
-                self._opened.clear()
-            self._opened[key.id] = secret
-        return secret
+        return crypto.verify_jwt(parsed, verifier.handle), verifier.key
 
     async def sign(
         self, realm: str, claims: Mapping[str, Any], *, typ: str, algo: Algo = "rs256"
     ) -> str:
         """Sign ``claims`` with the realm's active key for ``algo``, from memory.
 
-        The key's secret is opened once and kept in process while the key is active.
-
         :raises RealmNotFound:
         :raises NoSigningKey: the realm has no active key for ``algo``.
         """
-        key = (await self._keys.ring(realm)).active(algo)
-        if key is None or key.sealed_secret is None:
+        key = (await self._keys.prepared(realm)).signing.get(algo)
+        if key is None:
             raise NoSigningKey(f"realm {realm!r} has no active {algo} key")
-        return crypto.sign_jwt(
-            self._open(realm, key), key.algo, kid=key.kid, typ=typ, claims=claims
-        )
+        if key.bits is not None and key.bits >= self._offload_bits:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, _sign, key, claims, typ)
+        return crypto.sign_jwt(key, claims, typ=typ)
+
+
+def _sign(key: crypto.SigningKey, claims: Mapping[str, Any], typ: str) -> str:
+    return crypto.sign_jwt(key, claims, typ=typ)
+
+
+def _verifies(key: KeyRecord, now: float) -> bool:
+    # The prepared ring is rebuilt when a grace ends; this covers a ring served
+    # past that while the store is down.
+    return key.expires_at is None or key.expires_at > now

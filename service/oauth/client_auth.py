@@ -20,6 +20,7 @@ from urllib.parse import unquote_plus
 from service import crypto
 from service.clock import Clock
 from service.models import Client
+from service.oauth.client_cache import ClientKey, PreparedClient
 from service.oauth.clients import ClientRegistry
 from service.oauth.errors import InvalidClient, InvalidRequest
 from service.oauth.registration import hash_secret
@@ -81,9 +82,10 @@ class ClientAuthenticator:
 
     async def _secret(self, realm: str, client_id: str, secret: str, method: str) -> Client:
         is_basic = method == "client_secret_basic"
-        client = await self._clients.find(realm, client_id) if client_id else None
-        if client is None:
+        prepared = await self._clients.find(realm, client_id) if client_id else None
+        if prepared is None:
             raise InvalidClient("unknown client", basic=is_basic)
+        client = prepared.client
         if client.token_endpoint_auth_method != method:
             raise InvalidClient(
                 f"the client is registered for {client.token_endpoint_auth_method}",
@@ -99,27 +101,28 @@ class ClientAuthenticator:
     ) -> Client:
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             raise InvalidClient(f"client_assertion_type must be {ASSERTION_TYPE}")
-        assertion = form["client_assertion"]
         try:
-            header = crypto.unverified_header(assertion)
-            claims = crypto.unverified_claims(assertion)
+            # Parsed once: the header picks the key, the unverified sub the client.
+            assertion = crypto.parse_jwt(form["client_assertion"])
+            header, claims = assertion.header, assertion.claims
         except crypto.InvalidToken as exc:
             raise InvalidClient(f"client_assertion: {exc.detail}") from exc
         client_id = form.get("client_id") or claims.get("sub")
         if not isinstance(client_id, str) or not client_id:
             raise InvalidClient("client_assertion has no sub")
-        client = await self._clients.find(realm, client_id)
-        if client is None:
+        prepared = await self._clients.find(realm, client_id)
+        if prepared is None:
             raise InvalidClient("unknown client")
+        client = prepared.client
         if client.token_endpoint_auth_method != "private_key_jwt":
             raise InvalidClient(f"the client is registered for {client.token_endpoint_auth_method}")
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPS):
             raise InvalidClient("client_assertion typ must be client-authentication+jwt or JWT")
-        key = _select_key(client, header)
+        key = _select_key(prepared, header)
         now = self._clock.now()
         try:
-            verified = crypto.verify_jwt(assertion, key, crypto.verification_algorithms(key))
+            verified = crypto.verify_jwt(assertion, key.handle)
             crypto.check_claims(
                 verified,
                 now=now,
@@ -155,16 +158,16 @@ def _basic_credentials(authorization: str) -> tuple[str, str]:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def _select_key(client: Client, header: Mapping[str, Any]) -> Mapping[str, Any]:
+def _select_key(client: PreparedClient, header: Mapping[str, Any]) -> ClientKey:
     kid = header.get("kid")
     if kid is not None:
-        for key in client.jwks:
-            if key.get("kid") == kid:
+        for key in client.keys:
+            if key.jwk.get("kid") == kid:
                 return key
         raise InvalidClient("client_assertion kid is not one of the client's keys")
     alg = header.get("alg")
     kty = _KTY_OF_ALG.get(alg[:2]) if isinstance(alg, str) else None
-    candidates = [k for k in client.jwks if k.get("kty") == kty]
+    candidates = [k for k in client.keys if k.jwk.get("kty") == kty]
     if len(candidates) != 1:
         raise InvalidClient("client_assertion has no kid and no single key of its type matches")
     return candidates[0]

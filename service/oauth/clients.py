@@ -1,4 +1,8 @@
-"""Registered clients of each realm: register, find, list, delete, replace keys."""
+"""Registered clients of each realm: register, find, list, delete, replace keys.
+
+Token requests find clients through the in-process :class:`ClientCache`; the admin
+API reads and writes the store itself, so it always sees what is stored.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from service.clock import Clock
 from service.errors import NotFound
 from service.keys import RealmNotFound
 from service.models import Client, Page
+from service.oauth.client_cache import ClientCache, PreparedClient
 from service.oauth.registration import new_client, parse_jwks
 from service.storage import RealmGone, Store
 
@@ -26,9 +31,15 @@ class ClientNotFound(NotFound):
 class ClientRegistry:
     """Clients on a :class:`~service.storage.Store`."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, cache: ClientCache | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._cache = cache or ClientCache(store)
+
+    @property
+    def cache(self) -> ClientCache:
+        """The in-process client cache (the change watcher keeps it current)."""
+        return self._cache
 
     async def register(self, realm: str, metadata: Mapping[str, Any]) -> tuple[Client, str | None]:
         """Validate and store a new client (RFC 7591 §3.1); the secret is returned only here.
@@ -40,16 +51,19 @@ class ClientRegistry:
         await self._put(realm, client)
         return client, secret
 
-    async def find(self, realm: str, client_id: str) -> Client | None:
-        """The client, or ``None``."""
-        return await self._store.get_client(realm, client_id)
+    async def find(self, realm: str, client_id: str) -> PreparedClient | None:
+        """The client with its keys imported, from the cache, or ``None``.
+
+        :raises Unavailable: not cached, and the store does not answer.
+        """
+        return await self._cache.get(realm, client_id)
 
     async def get(self, realm: str, client_id: str) -> Client:
-        """The client.
+        """The client, as stored.
 
         :raises ClientNotFound:
         """
-        client = await self.find(realm, client_id)
+        client = await self._store.get_client(realm, client_id)
         if client is None:
             raise ClientNotFound(client_id)
         return client
@@ -69,8 +83,11 @@ class ClientRegistry:
 
         :raises ClientNotFound:
         """
-        if not await self._store.delete_client(realm, await self.get(realm, client_id)):
+        change = await self._store.delete_client(realm, await self.get(realm, client_id))
+        if change is None:
             raise ClientNotFound(client_id)
+        # Here at once; other replicas when the store's message reaches them.
+        self._cache.changed(change)
 
     async def replace_jwks(self, realm: str, client_id: str, jwks: object) -> Client:
         """Replace a client's public keys (its own key rollover).
@@ -85,6 +102,7 @@ class ClientRegistry:
 
     async def _put(self, realm: str, client: Client) -> None:
         try:
-            await self._store.put_client(realm, client)
+            change = await self._store.put_client(realm, client)
         except RealmGone as exc:
             raise RealmNotFound(realm) from exc
+        self._cache.changed(change)  # here at once; other replicas by the message

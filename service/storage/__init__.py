@@ -7,21 +7,25 @@ set-up. The store holds key material only in sealed form.
 """
 
 from service.storage.base import (
-    CHANGES_ALL,
+    RESUBSCRIBED,
+    Change,
     InvalidCursor,
     RealmExists,
     RealmGone,
     StorageError,
     Store,
     StoreUnavailable,
+    VersionedClient,
 )
 
 __all__ = [
-    "CHANGES_ALL",
+    "RESUBSCRIBED",
+    "Change",
     "InvalidCursor",
     "RealmExists",
     "RealmGone",
     "StorageError",
     "Store",
     "StoreUnavailable",
+    "VersionedClient",
 ]

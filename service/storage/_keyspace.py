@@ -9,8 +9,14 @@ from __future__ import annotations
 from typing import Final
 
 PREFIX: Final = "jwks"
-#: Pub/sub channel carrying the names of realms whose keys changed.
-CHANGES_CHANNEL: Final = f"{PREFIX}:changes"
+#: Pub/sub channel carrying ``<realm> <new ring version>`` when a realm's key ring
+#: or settings change, and ``<realm>`` when the realm is deleted. (Until 0.x it was
+#: ``jwks:changes`` with bare names; replicas still on it fall back to their
+#: periodic version check.)
+CHANGES_CHANNEL: Final = f"{PREFIX}:ring-changes"
+#: Pub/sub channel carrying ``<realm> <client_id> <new client version>`` when a
+#: client changes, or ``<realm>`` when all of a realm's clients go (realm deleted).
+CLIENT_CHANGES_CHANNEL: Final = f"{PREFIX}:client-changes"
 #: Sorted set (all scores 0, ordered by name) of every realm.
 REALMS: Final = f"{PREFIX}:realms"
 KEK_CHECK: Final = f"{PREFIX}:kek-check"
@@ -54,6 +60,11 @@ def admin_key(digest: str) -> str:
 def client_index(realm: str) -> str:
     """Sorted set of ``<issued ms>:<client_id>`` members, for newest-first paging."""
     return realm_key(realm, "clients")
+
+
+def client_version(realm: str) -> str:
+    """A token replaced on every change to one of the realm's clients."""
+    return realm_key(realm, "clients-version")
 
 
 def client_record_prefix(realm: str) -> str:

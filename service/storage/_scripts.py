@@ -85,8 +85,8 @@ local more = #redis.call('ZREVRANGEBYLEX', KEYS[2], max, '-', 'LIMIT', 0, 1) > 0
 return cjson.encode({found = true, records = records, last = last, more = more})
 """
 
-# KEYS: meta, version, key index, client index.
-# ARGV: key record prefix, channel, realm, client record prefix.
+# KEYS: meta, version, key index, client index, client version.
+# ARGV: key record prefix, channel, realm, client record prefix, client channel.
 DELETE_REALM: Final = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
@@ -95,24 +95,45 @@ end
 for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
   redis.call('DEL', ARGV[4] .. string.match(member, ':(.*)$'))
 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[3])
 return 1
 """
 
-# KEYS: meta, index.  ARGV: record prefix, member, id, value.
-# Writes a record and its index entry only while the realm exists.
-PUT_RECORD: Final = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+# KEYS: meta, index, client version.
+# ARGV: record prefix, member, id, value, new version, channel, message.
+# Writes a client record and its index entry only while the realm exists; a new
+# client version and a message "<message> <new version> <previous version>", so
+# every replica's client cache lets the client go, and sees if it missed a message.
+# Returns the previous version ('' if none), or false if there is no realm.
+PUT_CLIENT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local previous = redis.call('GET', KEYS[3]) or ''
 redis.call('SET', ARGV[1] .. ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[2], 0, ARGV[2])
-return 'ok'
+redis.call('SET', KEYS[3], ARGV[5])
+redis.call('PUBLISH', ARGV[6], ARGV[7] .. ' ' .. ARGV[5] .. ' ' .. previous)
+return previous
 """
 
-# KEYS: index.  ARGV: record prefix, member, id.
-DELETE_RECORD: Final = """
+# KEYS: index, client version.  ARGV: record prefix, member, id, new version, channel, message.
+# Like PUT_CLIENT's message when a record was deleted. Returns the previous version,
+# or false if there was no such client.
+DELETE_CLIENT: Final = """
 redis.call('ZREM', KEYS[1], ARGV[2])
-return redis.call('DEL', ARGV[1] .. ARGV[3])
+if redis.call('DEL', ARGV[1] .. ARGV[3]) == 0 then return false end
+local previous = redis.call('GET', KEYS[2]) or ''
+redis.call('SET', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. ' ' .. ARGV[4] .. ' ' .. previous)
+return previous
+"""
+
+# KEYS: client version, client record.
+# Returns {"version", "record"}: the record together with the version it belongs to.
+GET_CLIENT: Final = """
+local record = redis.call('GET', KEYS[2])
+return cjson.encode({version = redis.call('GET', KEYS[1]) or '', record = record or ''})
 """
 
 # KEYS: meta, version.  ARGV: meta, new version, channel, realm.

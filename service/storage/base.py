@@ -3,24 +3,55 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 from service.errors import Conflict, InvalidInput, NotFound, ServiceError, Unavailable
 from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 
 __all__ = [
-    "CHANGES_ALL",
+    "RESUBSCRIBED",
+    "Change",
     "InvalidCursor",
     "RealmExists",
     "RealmGone",
     "StorageError",
     "Store",
     "StoreUnavailable",
+    "VersionedClient",
 ]
 
-#: Yielded by :meth:`Store.changes` after (re)subscribing: messages may have been
-#: missed, so every cached realm must be checked.
-CHANGES_ALL: Final = "*"
+
+@dataclass(frozen=True)
+class Change:
+    """One message of :meth:`Store.changes`.
+
+    ``realm`` changed: its key ring (``version`` is the ring's new version), or
+    with ``clients`` set, one of its clients (``client_id``; ``version`` is the
+    realm's new client version and ``previous`` the one it replaced, '' for none)
+    or all of them (``client_id`` is ``None``). A ``version`` of ``None`` means the
+    realm went.
+    """
+
+    realm: str | None
+    clients: bool = False
+    client_id: str | None = None
+    version: str | None = None
+    previous: str | None = None
+
+
+#: Yielded after every (re)subscribe: messages may have been missed, so everything
+#: cached must be checked against the store.
+RESUBSCRIBED: Final = Change(None)
+
+
+@dataclass(frozen=True)
+class VersionedClient:
+    """A client as stored (``None``: there is none), with the realm's client version
+    read in the same atomic step, for a cache to check later."""
+
+    client: Client | None
+    version: str
 
 
 class StorageError(ServiceError):
@@ -110,6 +141,10 @@ class Store(Protocol):
         """The ring's current version token (cheap), or ``None`` for no realm."""
         ...
 
+    async def ring_versions(self, realms: Sequence[str]) -> list[str | None]:
+        """:meth:`ring_version` of each realm, in one round trip."""
+        ...
+
     async def page_keys(self, realm: str, limit: int, cursor: str | None) -> Page[KeyRecord] | None:
         """Keys newest first, ``limit`` at a time; ``None`` if there is no realm."""
         ...
@@ -118,9 +153,10 @@ class Store(Protocol):
         """One key record by id."""
         ...
 
-    async def put_client(self, realm: str, client: Client) -> None:
-        """Create or replace a client.
+    async def put_client(self, realm: str, client: Client) -> Change:
+        """Create or replace a client; publishes the change.
 
+        :returns: the change message it published (to apply to this process's cache at once).
         :raises RealmGone: there is no such realm.
         """
         ...
@@ -129,20 +165,31 @@ class Store(Protocol):
         """One client by id."""
         ...
 
+    async def load_client(self, realm: str, client_id: str) -> VersionedClient:
+        """One client by id, with the realm's client version (for caches)."""
+        ...
+
+    async def client_versions(self, realms: Sequence[str]) -> list[str]:
+        """The client version of each realm ('' if none was ever set), in one round trip."""
+        ...
+
     async def page_clients(self, realm: str, limit: int, cursor: str | None) -> Page[Client] | None:
         """Clients newest first; ``None`` if there is no realm."""
         ...
 
-    async def delete_client(self, realm: str, client: Client) -> bool:
-        """Delete a client; ``False`` if it was gone already."""
+    async def delete_client(self, realm: str, client: Client) -> Change | None:
+        """Delete a client, publishing the change.
+
+        :returns: the change message it published, or ``None`` if it was gone already.
+        """
         ...
 
     async def consume_jti(self, realm: str, client_id: str, jti: str, ttl: float) -> bool:
         """Mark a client assertion's jti used for ``ttl`` seconds; ``False`` on a replay."""
         ...
 
-    def changes(self) -> AsyncIterator[str]:
-        """Names of realms as they change; :data:`CHANGES_ALL` after every (re)subscribe."""
+    def changes(self) -> AsyncIterator[Change]:
+        """Key rings and clients as they change; :data:`RESUBSCRIBED` after every (re)subscribe."""
         ...
 
     async def put_admin_key(self, digest: str, key: AdminKey) -> None:

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 import secrets
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, Final, TypeAlias
@@ -30,11 +30,13 @@ from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 from service.storage import _keyspace as ks
 from service.storage import _scripts
 from service.storage.base import (
-    CHANGES_ALL,
+    RESUBSCRIBED,
+    Change,
     InvalidCursor,
     RealmExists,
     RealmGone,
     StoreUnavailable,
+    VersionedClient,
 )
 
 __all__ = ["RedisStore", "connect"]
@@ -131,8 +133,9 @@ class RedisStore:
         self._page_keys = client.register_script(_scripts.PAGE_KEYS)
         self._delete_realm = client.register_script(_scripts.DELETE_REALM)
         self._update_realm = client.register_script(_scripts.UPDATE_REALM)
-        self._put_record = client.register_script(_scripts.PUT_RECORD)
-        self._delete_record = client.register_script(_scripts.DELETE_RECORD)
+        self._put_client = client.register_script(_scripts.PUT_CLIENT)
+        self._delete_client = client.register_script(_scripts.DELETE_CLIENT)
+        self._get_client = client.register_script(_scripts.GET_CLIENT)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the server answers PING."""
@@ -161,12 +164,19 @@ class RedisStore:
         """Delete a realm's records, index, version and meta; then its registry entry."""
         with _translated():
             deleted = await self._delete_realm(
-                keys=[ks.meta(name), ks.version(name), ks.key_index(name), ks.client_index(name)],
+                keys=[
+                    ks.meta(name),
+                    ks.version(name),
+                    ks.key_index(name),
+                    ks.client_index(name),
+                    ks.client_version(name),
+                ],
                 args=[
                     ks.key_record_prefix(name),
                     ks.CHANGES_CHANNEL,
                     name,
                     ks.client_record_prefix(name),
+                    ks.CLIENT_CHANGES_CHANNEL,
                 ],
             )
             await self._redis.zrem(ks.REALMS, name)
@@ -174,14 +184,15 @@ class RedisStore:
 
     async def update_realm(self, realm: Realm) -> None:
         """Replace a realm's settings; ``RealmGone`` if it does not exist."""
+        version = secrets.token_hex(8)
         with _translated():
             result = await self._update_realm(
                 keys=[ks.meta(realm.name), ks.version(realm.name)],
                 args=[
                     json.dumps(asdict(realm)),
-                    secrets.token_hex(8),
+                    version,
                     ks.CHANGES_CHANNEL,
-                    realm.name,
+                    f"{realm.name} {version}",
                 ],
             )
         if result != "ok":
@@ -247,15 +258,16 @@ class RedisStore:
             ["put", _member(k.created_at, k.id), k.id, _encode_key(k), _ttl_ms(k, now)] for k in put
         ]
         ops += [["del", _member(k.created_at, k.id), k.id, "", 0] for k in delete]
+        version = secrets.token_hex(8)
         result: str = await self._save_ring(
             keys=[ks.meta(realm), ks.version(realm), ks.key_index(realm)],
             args=[
                 expected,
-                secrets.token_hex(8),
+                version,
                 ks.key_record_prefix(realm),
                 create_meta,
                 ks.CHANGES_CHANNEL,
-                realm,
+                f"{realm} {version}",
                 json.dumps(ops),
             ],
         )
@@ -266,6 +278,22 @@ class RedisStore:
         with _translated():
             version = await self._redis.get(ks.version(realm))
         return None if version is None else str(version)
+
+    async def ring_versions(self, realms: Sequence[str]) -> list[str | None]:
+        """GETs of the version keys in one pipeline (not MGET: they lie in many slots)."""
+        values = await self._get_all(map(ks.version, realms))
+        return [None if v is None else str(v) for v in values]
+
+    async def _get_all(self, names: Iterable[str]) -> list[Any]:
+        keys = list(names)
+        if not keys:
+            return []
+        with _translated():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name in keys:
+                    pipe.get(name)
+                values: list[Any] = await pipe.execute()
+        return values
 
     async def page_keys(self, realm: str, limit: int, cursor: str | None) -> Page[KeyRecord] | None:
         """Newest first; the cursor is the last member returned (opaque to callers)."""
@@ -297,26 +325,46 @@ class RedisStore:
 
     # Clients and assertion replay ----------------------------------------------
 
-    async def put_client(self, realm: str, client: Client) -> None:
+    async def put_client(self, realm: str, client: Client) -> Change:
         """Create or replace a client record; ``RealmGone`` if the realm does not exist."""
+        version = secrets.token_hex(8)
         with _translated():
-            result = await self._put_record(
-                keys=[ks.meta(realm), ks.client_index(realm)],
+            previous = await self._put_client(
+                keys=[ks.meta(realm), ks.client_index(realm), ks.client_version(realm)],
                 args=[
                     ks.client_record_prefix(realm),
                     _member(client.client_id_issued_at, client.client_id),
                     client.client_id,
                     json.dumps(asdict(client), separators=(",", ":")),
+                    version,
+                    ks.CLIENT_CHANGES_CHANNEL,
+                    f"{realm} {client.client_id}",
                 ],
             )
-        if result != "ok":
+        if previous is None:
             raise RealmGone(f"realm {realm!r} does not exist")
+        return Change(realm, True, client.client_id, version, str(previous))
 
     async def get_client(self, realm: str, client_id: str) -> Client | None:
         """GET of one client record."""
         with _translated():
             raw = await self._redis.get(ks.client_record_prefix(realm) + client_id)
         return _decode_client(str(raw)) if raw else None
+
+    async def load_client(self, realm: str, client_id: str) -> VersionedClient:
+        """The client record and the realm's client version, read by one script."""
+        with _translated():
+            raw = await self._get_client(
+                keys=[ks.client_version(realm), ks.client_record_prefix(realm) + client_id]
+            )
+        data = json.loads(raw)
+        record = data["record"]
+        return VersionedClient(_decode_client(record) if record else None, data["version"])
+
+    async def client_versions(self, realms: Sequence[str]) -> list[str]:
+        """GETs of the client versions in one pipeline."""
+        values = await self._get_all(map(ks.client_version, realms))
+        return ["" if v is None else str(v) for v in values]
 
     async def page_clients(self, realm: str, limit: int, cursor: str | None) -> Page[Client] | None:
         """Clients newest first, like :meth:`page_keys`."""
@@ -327,18 +375,24 @@ class RedisStore:
             None if page is None else Page(tuple(map(_decode_client, page.items)), page.next_cursor)
         )
 
-    async def delete_client(self, realm: str, client: Client) -> bool:
+    async def delete_client(self, realm: str, client: Client) -> Change | None:
         """Delete a client record and its index entry."""
+        version = secrets.token_hex(8)
         with _translated():
-            deleted = await self._delete_record(
-                keys=[ks.client_index(realm)],
+            previous = await self._delete_client(
+                keys=[ks.client_index(realm), ks.client_version(realm)],
                 args=[
                     ks.client_record_prefix(realm),
                     _member(client.client_id_issued_at, client.client_id),
                     client.client_id,
+                    version,
+                    ks.CLIENT_CHANGES_CHANNEL,
+                    f"{realm} {client.client_id}",
                 ],
             )
-        return bool(int(deleted))
+        if previous is None:
+            return None
+        return Change(realm, True, client.client_id, version, str(previous))
 
     async def consume_jti(self, realm: str, client_id: str, jti: str, ttl: float) -> bool:
         """Record a jti as used for ``ttl`` seconds: ``SET NX PX``, one atomic step.
@@ -352,8 +406,8 @@ class RedisStore:
             )
         return bool(first)
 
-    async def changes(self) -> AsyncIterator[str]:
-        """Subscribe to the change channel, resubscribing after connection loss."""
+    async def changes(self) -> AsyncIterator[Change]:
+        """Subscribe to both change channels, resubscribing after connection loss."""
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -362,11 +416,11 @@ class RedisStore:
                     # unused client has not loaded yet. Classic PUBLISH reaches
                     # every node, so whichever node it picks hears every change.
                     await self._redis.initialize()
-                await pubsub.subscribe(ks.CHANGES_CHANNEL)
-                yield CHANGES_ALL
+                await pubsub.subscribe(ks.CHANGES_CHANNEL, ks.CLIENT_CHANGES_CHANNEL)
+                yield RESUBSCRIBED
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
-                        yield str(message["data"])
+                        yield _change(str(message["channel"]), str(message["data"]))
             except _BUGS:
                 raise
             except _UNAVAILABLE as exc:
@@ -394,6 +448,17 @@ class RedisStore:
             await self._redis.set(ks.KEK_CHECK, value, nx=True)
             stored = await self._redis.get(ks.KEK_CHECK)
         return str(stored)
+
+
+def _change(channel: str, data: str) -> Change:
+    realm, _, rest = data.partition(" ")
+    if channel == ks.CLIENT_CHANGES_CHANNEL:
+        if not rest:
+            return Change(realm, clients=True)  # every client of the realm went
+        client_id, version, previous = [*rest.split(" "), "", ""][:3]
+        # previous is '' when the realm had no client version before.
+        return Change(realm, True, client_id, version or None, previous)
+    return Change(realm, version=rest or None)
 
 
 def _member(created_at: float, record_id: str) -> str:

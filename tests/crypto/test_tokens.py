@@ -18,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x25519
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from service import crypto
 from service.crypto import (
     CryptoError,
     GeneratedKey,
@@ -26,12 +27,12 @@ from service.crypto import (
     check_claims,
     generate_key,
     jwk_to_pem,
+    load_signing_key,
+    load_verification_key,
     parse_client_jwks,
-    sign_jwt,
     unverified_claims,
     unverified_header,
     verification_algorithms,
-    verify_jwt,
 )
 from service.models import ALGOS, Algo
 
@@ -90,6 +91,16 @@ RFC7520_HS256 = (
     + RFC7520_PAYLOAD
     + ".s0h6KThzkfBBBkLspW1h84VsJZFTsPPqMDA7g1Md7p0"
 )
+
+
+def sign_jwt(secret: str, algo: Algo, *, kid: str, typ: str, claims: Mapping[str, Any]) -> str:
+    """Import the key, then sign: what the service does once per key, then per token."""
+    return crypto.sign_jwt(load_signing_key(secret, algo, kid=kid), claims, typ=typ)
+
+
+def verify_jwt(token: str, key: Mapping[str, Any] | str, algorithms: Any) -> dict[str, Any]:
+    """Import the key with ``algorithms``, then verify (both can refuse)."""
+    return crypto.verify_jwt(token, load_verification_key(key, algorithms))
 
 
 def b64(data: bytes) -> str:
@@ -432,8 +443,8 @@ def test_unusable_hmac_or_malformed_keys(key: Mapping[str, Any] | str) -> None:
 @pytest.mark.parametrize(
     ("secret", "algo", "detail"),
     [
-        ("not json", "rs256", "the signing key is not JWK JSON"),
-        ("[1, 2]", "rs256", "the signing key is not a JWK object"),
+        ("not json", "rs256", "the signing key is not valid JWK JSON"),
+        ("[1, 2]", "rs256", "the signing key must be a JWK object"),
         ("public:rs256", "rs256", "the signing key is not a private rs256 key"),
         ("private:es256", "rs256", "the signing key is a es256 key, not rs256"),
         ("private:rs256", "eddsa", "the signing key is a rs256 key, not eddsa"),

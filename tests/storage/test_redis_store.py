@@ -13,8 +13,16 @@ import dataclasses
 import pytest
 import redis
 
-from service.models import KeyRecord, KeyRing, Realm
-from service.storage import CHANGES_ALL, InvalidCursor, RealmExists, RealmGone, StoreUnavailable
+from service.models import Client, KeyRecord, KeyRing, Realm
+from service.storage import (
+    RESUBSCRIBED,
+    Change,
+    InvalidCursor,
+    RealmExists,
+    RealmGone,
+    StoreUnavailable,
+    VersionedClient,
+)
 from service.storage.redis import RedisStore, connect
 
 NOW = 1_800_000_000.0
@@ -147,12 +155,48 @@ async def test_list_realms_pages_by_name(store: RedisStore) -> None:
 
 async def test_change_feed_names_changed_realm(store: RedisStore) -> None:
     feed = store.changes()
-    assert await anext(feed) == CHANGES_ALL  # subscribed
+    assert await anext(feed) == RESUBSCRIBED  # subscribed
     ring = await new_realm(store, "acme")
-    assert await asyncio.wait_for(anext(feed), 2) == "acme"
+    # Each message carries the ring's new version, so a cache that has it can skip it.
+    assert await asyncio.wait_for(anext(feed), 2) == Change("acme", version=ring.version)
     assert await store.save_ring(ring, [key(1)], [], NOW)
-    assert await asyncio.wait_for(anext(feed), 2) == "acme"
+    saved = await store.load_ring("acme")
+    assert saved is not None and saved.version != ring.version
+    assert await asyncio.wait_for(anext(feed), 2) == Change("acme", version=saved.version)
     await feed.aclose()  # type: ignore[attr-defined]
+
+
+def client(n: int) -> Client:
+    return Client(f"jcl_{n}", NOW + n, "client_secret_basic", client_secret_hash="00" * 32)
+
+
+async def test_client_changes_are_published_with_their_version(store: RedisStore) -> None:
+    feed = store.changes()
+    assert await anext(feed) == RESUBSCRIBED
+    await new_realm(store, "acme")
+    assert (await asyncio.wait_for(anext(feed), 2)).realm == "acme"  # created
+    # The store returns the message it published: the new version and the one it replaced.
+    put = await store.put_client("acme", client(1))
+    assert put.client_id == "jcl_1" and put.version and put.previous == ""
+    assert await asyncio.wait_for(anext(feed), 2) == put
+    assert await store.load_client("acme", "jcl_1") == VersionedClient(client(1), put.version)
+    assert await store.client_versions(["acme", "none"]) == [put.version, ""]
+    deleted = await store.delete_client("acme", client(1))
+    assert deleted is not None and deleted.previous == put.version != deleted.version
+    assert await asyncio.wait_for(anext(feed), 2) == deleted
+    assert await store.load_client("acme", "jcl_1") == VersionedClient(None, deleted.version or "")
+    assert await store.delete_client("acme", client(1)) is None  # gone already
+    await store.delete_realm("acme")
+    changes = {await asyncio.wait_for(anext(feed), 2) for _ in range(2)}
+    assert changes == {Change("acme"), Change("acme", clients=True)}  # ring and clients go
+    await feed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_ring_versions_in_one_call(store: RedisStore) -> None:
+    a = await new_realm(store, "a")
+    b = await new_realm(store, "b")
+    assert await store.ring_versions(["b", "nope", "a"]) == [b.version, None, a.version]
+    assert await store.ring_versions([]) == []
 
 
 async def test_kek_check_first_writer_wins(store: RedisStore) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from service import crypto
 from service.keys import GenerateKey, KeyManager
-from service.storage import StoreUnavailable
+from service.storage import RESUBSCRIBED, StoreUnavailable
 from service.storage.embedded import find_server_binary
 from service.storage.redis import connect
 from tests._servers import SentinelSet, running
@@ -83,22 +83,26 @@ async def test_store_survives_master_kill(own_sentinels: SentinelSet) -> None:
         assert active["es256"] == 1
         # The change feed resubscribes on the new master too.
         feed = store.changes()
-        assert await asyncio.wait_for(anext(feed), 5) == "*"
+        assert await asyncio.wait_for(anext(feed), 5) == RESUBSCRIBED
         await manager.create_key("default", GenerateKey("es256"))
-        assert await asyncio.wait_for(anext(feed), 5) == "default"
+        assert (await asyncio.wait_for(anext(feed), 5)).realm == "default"
         await feed.aclose()  # type: ignore[attr-defined]
     finally:
         await store.close()
 
 
 def test_service_through_master_kill(own_sentinels: SentinelSet, tmp_path: Path) -> None:
-    """The whole service on Sentinel: JWKS keeps serving from memory, token requests get
-    503 (never 500) while there is no master, and everything works again afterwards."""
+    """The whole service on Sentinel while the master dies: the JWKS and client_secret
+    tokens keep coming from memory (the client is cached); private_key_jwt, whose jti
+    needs the store, and a client not cached yet get 503 (never 500) until the
+    replica has taken over, and then work again."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
     from starlette.testclient import TestClient
 
     from service.app import create_app
     from service.config import Settings
     from tests.conftest import ADMIN_KEY
+    from tests.oauth.test_token import assertion, assertion_form, register_key_client
 
     settings = Settings(
         redis_url=own_sentinels.url,
@@ -109,35 +113,54 @@ def test_service_through_master_kill(own_sentinels: SentinelSet, tmp_path: Path)
         rotation_interval=0,
     )
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     with TestClient(create_app(settings)) as client:
-        reg = client.post(
-            "/oauth/register",
-            json={"token_endpoint_auth_method": "client_secret_post"},
-            headers=admin,
-        ).json()
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": reg["client_id"],
-            "client_secret": reg["client_secret"],
-        }
+
+        def secret_form() -> dict[str, str]:
+            reg = client.post(
+                "/oauth/register",
+                json={"token_endpoint_auth_method": "client_secret_post"},
+                headers=admin,
+            ).json()
+            return {
+                "grant_type": "client_credentials",
+                "client_id": reg["client_id"],
+                "client_secret": reg["client_secret"],
+            }
+
+        form, not_cached = secret_form(), secret_form()
+        keyed = register_key_client(client, admin, key)["client_id"]
         jwks = client.get("/.well-known/jwks.json").content
         assert client.post("/oauth/token", data=form).status_code == 200
+        assert (
+            client.post("/oauth/token", data=assertion_form(assertion(key, keyed))).status_code
+            == 200
+        )
         own_sentinels.master.kill()
         killed_at = time.monotonic()
-        statuses: Counter[int] = Counter()
+        statuses: Counter[tuple[str, int]] = Counter()
         while True:
             assert time.monotonic() - killed_at < MAX_GAP, f"no recovery: {statuses}"
             served = client.get("/.well-known/jwks.json")
             assert served.status_code == 200 and served.content == jwks
-            token = client.post("/oauth/token", data=form)
-            statuses[token.status_code] += 1
-            assert token.status_code in (200, 503), token.text
-            if token.status_code == 503:
-                assert token.json()["error"] == "temporarily_unavailable"
-            elif statuses[503]:
+            assert client.post("/oauth/token", data=form).status_code == 200
+            answers = {
+                "private_key_jwt": client.post(
+                    "/oauth/token", data=assertion_form(assertion(key, keyed))
+                ),
+                "not cached": client.post("/oauth/token", data=not_cached),
+            }
+            for name, answer in answers.items():
+                statuses[name, answer.status_code] += 1
+                assert answer.status_code in (200, 503), answer.text
+                if answer.status_code == 503:
+                    assert answer.json()["error"] == "temporarily_unavailable"
+            if all(a.status_code == 200 for a in answers.values()) and len(statuses) > 2:
                 break
             time.sleep(0.05)
         gap = time.monotonic() - killed_at
-        print(f"\nservice through sentinel failover: tokens again after {gap:.2f} s ({statuses})")
-        assert statuses[503] >= 1
+        print(
+            f"\nservice through sentinel failover: all tokens again after {gap:.2f} s ({statuses})"
+        )
+        assert statuses["private_key_jwt", 503] >= 1 and statuses["not cached", 503] >= 1
         assert client.get("/readyz").status_code == 200

@@ -1,0 +1,194 @@
+"""The hot paths, answered in a thin ASGI layer in front of the framework.
+
+Verifiers fetching the JWKS and backends asking for tokens are nearly all of the
+traffic, and the framework's generic machinery (middleware stack, route matching
+by regex, a Request per layer) cost more than the JWKS answer itself. So this
+layer, the outermost app:
+
+- answers ``GET .../.well-known/jwks.json`` from ASGI messages built once per
+  ring change (body, ETag, Cache-Control): a dict lookup and two sends;
+- calls the token and introspection endpoints directly, with the body limit and
+  the same exception handlers the framework would use;
+- passes everything else (and every other method on these paths) to the app;
+- writes the access log line of every request (:mod:`.access_log`).
+
+Routes and handlers stay defined once, in :mod:`.wellknown` and :mod:`.oauth`;
+this layer only finds them faster.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any, Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
+
+from service.http._state import Services
+from service.http.access_log import AccessLog
+from service.http.limits import BodySizeLimit
+from service.http.oauth import introspect, token
+from service.http.wellknown import JWKS_MEDIA_TYPE, if_none_match
+from service.keys import JwksDocument, RealmNotFound
+from service.models import DEFAULT_REALM, REALM_NAME
+
+__all__ = ["HotPaths"]
+
+_JWKS: Final = ".well-known/jwks.json"
+_EMPTY: Final[Message] = {"type": "http.response.body", "body": b""}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, eq=False)
+class _Prebuilt:
+    document: JwksDocument
+    ok: Message
+    body: Message
+    not_modified: Message
+
+
+class HotPaths:
+    """The outermost ASGI app: fast answers for the hot paths, ``app`` for the rest."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        handlers: Mapping[Any, ExceptionHandler],
+        *,
+        access_log: AccessLog | None,
+        max_realms: int,
+    ) -> None:
+        self.app = app
+        self._handlers = handlers
+        self._log = access_log
+        self._max_realms = max_realms
+        self._jwks: OrderedDict[str, _Prebuilt] = OrderedDict()
+        self._posts: dict[str, ASGIApp] = {
+            "oauth/token": BodySizeLimit(self._endpoint(token)),
+            "oauth/introspect": BodySizeLimit(self._endpoint(introspect)),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            if scope["type"] == "lifespan" and self._log is not None:
+                self._log.flush()
+            return
+        begin = perf_counter()
+        status = await self._dispatch(scope, receive, send)
+        if self._log is not None:
+            query = scope["query_string"]
+            target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
+            self._log.record(
+                scope.get("client"),
+                scope["method"],
+                target,
+                scope["http_version"],
+                status,
+                perf_counter() - begin,
+            )
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> int:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        realm, rest = DEFAULT_REALM, path[1:]
+        if path.startswith("/realms/"):
+            realm, _, rest = path[8:].partition("/")
+        if method == "GET" and rest == _JWKS:
+            return await self._serve_jwks(scope, send, realm)
+        if method == "POST" and rest in self._posts:
+            # The endpoint reads the realm from the path parameters, as when routed.
+            scope["path_params"] = {"realm": realm} if realm != DEFAULT_REALM else {}
+            return await self._status_of(self._posts[rest], scope, receive, send)
+        return await self._status_of(self.app, scope, receive, send)
+
+    async def _serve_jwks(self, scope: Scope, send: Send, realm: str) -> int:
+        services: Services = scope["state"]["services"]
+        ring = services.keys.cache.current(realm)  # the usual case: no await at all
+        if ring is not None:
+            document = ring.jwks
+        else:
+            try:
+                if realm != DEFAULT_REALM and not REALM_NAME.fullmatch(realm):
+                    raise RealmNotFound(realm)
+                document = await services.keys.jwks(realm)
+            except Exception as exc:  # rendered exactly as the framework would
+                response = await self._render(Request(scope), exc)
+                await response(scope, _no_body, send)
+                return response.status_code
+        prebuilt = self._prebuilt(realm, document, services.jwks_max_age)
+        if if_none_match(scope["headers"], document.etag):
+            await send(prebuilt.not_modified)
+            await send(_EMPTY)
+            return 304
+        await send(prebuilt.ok)
+        await send(prebuilt.body)
+        return 200
+
+    def _prebuilt(self, realm: str, document: JwksDocument, max_age: int) -> _Prebuilt:
+        prebuilt = self._jwks.get(realm)
+        if prebuilt is not None and prebuilt.document is document:
+            self._jwks.move_to_end(realm)
+            return prebuilt
+        headers = [
+            (b"cache-control", f"public, max-age={max_age}".encode()),
+            (b"etag", document.etag.encode()),
+            # Public data: browser-side verifiers may fetch it too.
+            (b"access-control-allow-origin", b"*"),
+        ]
+        body_headers = [
+            (b"content-type", JWKS_MEDIA_TYPE.encode()),
+            (b"content-length", str(len(document.body)).encode()),
+        ]
+        prebuilt = _Prebuilt(
+            document,
+            {"type": "http.response.start", "status": 200, "headers": body_headers + headers},
+            {"type": "http.response.body", "body": document.body},
+            {"type": "http.response.start", "status": 304, "headers": headers},
+        )
+        self._jwks[realm] = prebuilt
+        self._jwks.move_to_end(realm)
+        while len(self._jwks) > self._max_realms:
+            self._jwks.popitem(last=False)
+        return prebuilt
+
+    def _endpoint(self, endpoint: Endpoint) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            request = Request(scope, receive)
+            try:
+                response = await endpoint(request)
+            except Exception as exc:  # rendered exactly as the framework would
+                response = await self._render(request, exc)
+            await response(scope, receive, send)
+
+        return app
+
+    async def _render(self, request: Request, exc: Exception) -> Response:
+        for cls in type(exc).__mro__:  # the framework looks handlers up by MRO too
+            handler = self._handlers.get(cls)
+            if handler is not None:
+                response = await handler(request, exc)  # type: ignore[arg-type,misc]
+                assert isinstance(response, Response)
+                return response
+        raise exc  # pragma: no cover - the handlers include Exception
+
+    async def _status_of(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+        status = 500  # if nothing is sent, the server answers 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await app(scope, receive, sending)
+        return status
+
+
+async def _no_body() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
