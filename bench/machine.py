@@ -24,9 +24,30 @@ _PACKAGES = (
 )
 
 
+#: The CPUs this process could run on when it started (before the bench pins itself).
+_CORES: list[int] = sorted(os.sched_getaffinity(0))
+
+
 def cores() -> list[int]:
-    """The CPUs this process may run on, in order."""
-    return sorted(os.sched_getaffinity(0))
+    """The CPUs this process may run on, in order, as at start."""
+    return list(_CORES)
+
+
+def cpu_times() -> list[int]:
+    """The machine's CPU time counters (/proc/stat), to see what others took meanwhile."""
+    try:
+        return [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def steal_share(before: list[int], after: list[int]) -> float | None:
+    """The share of CPU time the hypervisor gave to others between two readings."""
+    if len(before) < 8 or len(after) < 8:
+        return None
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta[:8])
+    return delta[7] / total if total else None
 
 
 def _cpu_model() -> str:

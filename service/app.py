@@ -26,7 +26,7 @@ from service.http import (
     oauth_routes,
     wellknown_routes,
 )
-from service.keys import RotationScheduler
+from service.keys import RotationScheduler, usable_cores
 from service.storage import Store
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -87,7 +87,13 @@ def create_app(
         lifespan=lifespan,
     )
     access_log = AccessLog() if settings.access_log else None
-    return HotPaths(app, handlers, access_log=access_log, max_realms=settings.cache_realms)
+    return HotPaths(
+        app,
+        handlers,
+        access_log=access_log,
+        max_realms=settings.cache_realms,
+        token_concurrency=2 * usable_cores(),
+    )
 
 
 def create_app_from_env() -> ASGIApp:

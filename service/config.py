@@ -68,7 +68,7 @@ class Settings:
     #: One line per request on stdout, written in batches.
     access_log: bool = True
     #: RSA keys of at least this many bits sign in a thread pool, off the event loop.
-    sign_thread_min_bits: int = 3072
+    sign_thread_min_bits: int = 2048
 
     def issuer_of(self, realm: str) -> str:
         """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""

@@ -29,6 +29,23 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.key_grace == 86_400
     assert settings.rsa_bits == 2048
     assert settings.redis_server_bin is None
+    assert settings.cache_realms == settings.cache_clients == 10_000
+    assert settings.access_log
+    assert settings.sign_thread_min_bits == 2048
+
+
+def test_cache_bounds_access_log_and_signing_threads() -> None:
+    settings = Settings.from_env(
+        {
+            "JWKS_CACHE_REALMS": "500",
+            "JWKS_CACHE_CLIENTS": "20000",
+            "JWKS_ACCESS_LOG": "false",
+            "JWKS_SIGN_THREAD_MIN_BITS": "3072",
+        }
+    )
+    assert (settings.cache_realms, settings.cache_clients) == (500, 20_000)
+    assert not settings.access_log
+    assert settings.sign_thread_min_bits == 3072
 
 
 def test_empty_or_blank_values_mean_unset() -> None:
@@ -231,6 +248,11 @@ def test_rsa_bits(raw: str) -> None:
         ("JWKS_RSA_BITS", "8192"),
         ("JWKS_RSA_BITS", "2048.0"),
         ("JWKS_RSA_BITS", "\u00b9\u2070\u00b2\u2074"),
+        ("JWKS_CACHE_REALMS", "0"),
+        ("JWKS_CACHE_REALMS", "many"),
+        ("JWKS_CACHE_CLIENTS", "-5"),
+        ("JWKS_SIGN_THREAD_MIN_BITS", "0"),
+        ("JWKS_ACCESS_LOG", "sometimes"),
     ],
 )
 def test_bad_number_is_config_error(variable: str, raw: str) -> None:

@@ -8,7 +8,8 @@ layer, the outermost app:
 - answers ``GET .../.well-known/jwks.json`` from ASGI messages built once per
   ring change (body, ETag, Cache-Control): a dict lookup and two sends;
 - calls the token and introspection endpoints directly, with the body limit and
-  the same exception handlers the framework would use;
+  the same exception handlers the framework would use, admitting only a few token
+  requests at a time so that cheap requests never queue behind many of them;
 - passes everything else (and every other method on these paths) to the app;
 - writes the access log line of every request (:mod:`.access_log`).
 
@@ -18,6 +19,8 @@ this layer only finds them faster.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -62,14 +65,20 @@ class HotPaths:
         *,
         access_log: AccessLog | None,
         max_realms: int,
+        token_concurrency: int,
     ) -> None:
         self.app = app
         self._handlers = handlers
         self._log = access_log
         self._max_realms = max_realms
         self._jwks: OrderedDict[str, _Prebuilt] = OrderedDict()
+        # Token requests admitted at once: enough to keep the signing threads busy
+        # (one request signs while another parses), few enough that a JWKS or health
+        # request never waits behind dozens of them on the event loop. The rest
+        # wait their turn, in order.
+        self._token_gate = asyncio.Semaphore(max(1, token_concurrency))
         self._posts: dict[str, ASGIApp] = {
-            "oauth/token": BodySizeLimit(self._endpoint(token)),
+            "oauth/token": BodySizeLimit(self._endpoint(token, self._token_gate)),
             "oauth/introspect": BodySizeLimit(self._endpoint(introspect)),
         }
 
@@ -157,14 +166,15 @@ class HotPaths:
             self._jwks.popitem(last=False)
         return prebuilt
 
-    def _endpoint(self, endpoint: Endpoint) -> ASGIApp:
+    def _endpoint(self, endpoint: Endpoint, gate: asyncio.Semaphore | None = None) -> ASGIApp:
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
-            request = Request(scope, receive)
-            try:
-                response = await endpoint(request)
-            except Exception as exc:  # rendered exactly as the framework would
-                response = await self._render(request, exc)
-            await response(scope, receive, send)
+            async with gate or contextlib.nullcontext():
+                request = Request(scope, receive)
+                try:
+                    response = await endpoint(request)
+                except Exception as exc:  # rendered exactly as the framework would
+                    response = await self._render(request, exc)
+                await response(scope, receive, send)
 
         return app
 

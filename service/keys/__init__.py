@@ -10,6 +10,7 @@ keeps it and every other cache current from the store's change feed;
 keys; ``requests`` validates what callers ask for.
 """
 
+from service.keys._threads import usable_cores
 from service.keys.admin import AdminKeys
 from service.keys.cache import JwksDocument, PreparedRing
 from service.keys.errors import (
@@ -63,4 +64,5 @@ __all__ = [
     "parse_key_request",
     "parse_realm_name",
     "sealed_aad",
+    "usable_cores",
 ]

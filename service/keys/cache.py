@@ -31,6 +31,7 @@ from typing import Final
 from service import crypto
 from service.clock import Clock
 from service.errors import Unavailable
+from service.keys._threads import prepare_pool
 from service.keys.material import KeyMaterial
 from service.models import Algo, KeyRecord, KeyRing
 from service.storage import Change, Store
@@ -222,8 +223,8 @@ class RingCache:
                 self._drop(realm)
                 self._remember_absent(realm)
             return None
-        prepared = await asyncio.to_thread(
-            prepare, ring, self._material, self._clock.now(), previous
+        prepared = await asyncio.get_running_loop().run_in_executor(
+            prepare_pool(), prepare, ring, self._material, self._clock.now(), previous
         )
         if self._generation.get(realm, 0) == generation:
             self._entries[realm] = prepared

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from service import crypto
 from service.errors import InvalidInput
+from service.keys._threads import keygen_pool
 from service.keys.requests import ImportSecret, KeySpec, UploadPublicKey
 from service.models import JWS_ALG, KeyRecord
 
@@ -81,9 +82,11 @@ class KeyMaterial:
                 sealed_secret=self._seal(realm, key_id, spec.secret),
             )
             return CreatedKey(record, spec.secret)
-        # RSA generation takes long enough to stall the event loop: a thread, which
-        # cryptography lets run without the GIL while OpenSSL searches for primes.
-        generated = await asyncio.to_thread(crypto.generate_key, spec.algo, self._rsa_bits)
+        # RSA generation takes long enough to stall the event loop: a low-priority
+        # thread, which OpenSSL runs without the GIL while it searches for primes.
+        generated = await asyncio.get_running_loop().run_in_executor(
+            keygen_pool(), crypto.generate_key, spec.algo, self._rsa_bits
+        )
         record = KeyRecord(
             id=key_id,
             kid=key_id,

@@ -2,23 +2,23 @@
 
 Nothing here touches the store, opens a sealed secret or imports a key: the ring
 cache did that once when the ring changed. What is left per token is the
-signature itself. RSA signatures of 3072 bits and more (7-8 ms at 4096 bits)
-leave the event loop for a thread, where OpenSSL signs without the GIL, so they
-never stall the requests behind them; 2048-bit RSA and the other algorithms sign
-in place, where the thread hand-off would cost more than it spares (bench/RESULTS.md
-has the measurements).
+signature itself. RSA signatures (0.3 ms at 2048 bits, 1.5-2 ms at 4096) leave the
+event loop for a thread, where OpenSSL signs without the GIL, so they never stall
+the requests behind them: signed in place, every token in flight delays a JWKS
+(or health check) answer. On one saturated core the hand-off costs a few percent
+of the token throughput (bench/RESULTS.md has both sides). ES256, EdDSA and HS256
+sign in place: they cost less than the hand-off.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
 from service import crypto
 from service.clock import Clock
+from service.keys._threads import signing_pool
 from service.keys.errors import KeyNotFound, NoSigningKey
 from service.keys.manager import KeyManager
 from service.models import Algo, KeyRecord
@@ -26,7 +26,7 @@ from service.models import Algo, KeyRecord
 __all__ = ["OFFLOAD_RSA_BITS", "TokenSigner"]
 
 #: RSA keys of at least this size sign in a thread (see the module docstring).
-OFFLOAD_RSA_BITS: Final = 3072
+OFFLOAD_RSA_BITS: Final = 2048
 
 
 class TokenSigner:
@@ -38,12 +38,8 @@ class TokenSigner:
         self._keys = keys
         self._clock = clock
         self._offload_bits = offload_rsa_bits
-        # One thread per core this process may use: OpenSSL signs without the GIL,
-        # so one process can sign on every core it has.
-        self._pool = ThreadPoolExecutor(
-            max_workers=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1,
-            thread_name_prefix="jwt-sign",
-        )
+        # OpenSSL signs without the GIL, so one process can sign on every core it has.
+        self._pool = signing_pool()
 
     def close(self) -> None:
         """Stop the signing threads (waiting for signatures under way)."""

@@ -65,3 +65,41 @@ def test_other_replica_sees_change_through_pubsub(
         time.sleep(0.02)
     else:
         raise AssertionError("replica b still served the old JWKS after 1 s")
+
+
+def test_the_hot_path_answers_as_the_framework_route_does(client: TestClient) -> None:
+    """GET is answered ahead of the framework from prebuilt messages; HEAD goes through
+    the framework's route. Both carry the same headers, and only GET a body."""
+    got = client.get("/.well-known/jwks.json")
+    head = client.head("/.well-known/jwks.json")
+    assert head.status_code == 200 and head.content == b""
+    for name in ("content-type", "cache-control", "etag", "access-control-allow-origin"):
+        assert got.headers[name] == head.headers[name], name
+    assert got.headers["content-length"] == str(len(got.content))
+    not_modified = client.get("/.well-known/jwks.json", headers={"If-None-Match": "*"})
+    assert not_modified.status_code == 304
+    assert "content-type" not in not_modified.headers
+
+
+def test_other_methods_and_bad_realm_names_get_the_framework_answers(client: TestClient) -> None:
+    post = client.post("/.well-known/jwks.json")
+    assert post.status_code == 405 and post.headers["content-type"] == "application/problem+json"
+    for path in ("/realms/NOPE/.well-known/jwks.json", "/realms//.well-known/jwks.json"):
+        answer = client.get(path)
+        assert answer.status_code == 404, path
+        assert answer.headers["content-type"] == "application/problem+json"
+
+
+def test_a_realm_deleted_elsewhere_stops_being_published(
+    make_client: Callable[..., TestClient], admin: dict[str, str]
+) -> None:
+    a, b = make_client(), make_client()
+    assert a.post("/v1/realms", json={"name": "gone"}, headers=admin).status_code == 201
+    assert b.get("/realms/gone/.well-known/jwks.json").status_code == 200  # cached in b
+    assert a.delete("/v1/realms/gone", headers=admin).status_code == 204
+    import time
+
+    deadline = time.monotonic() + 2.0
+    while b.get("/realms/gone/.well-known/jwks.json").status_code == 200:
+        assert time.monotonic() < deadline, "replica b kept publishing a deleted realm"
+        time.sleep(0.02)
