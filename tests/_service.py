@@ -36,6 +36,7 @@ def start_service(
 
     The environment has no JWKS_* of the caller's, only the test KEK and admin
     key, ``JWKS_ISSUER`` = this replica's URL unless given, and ``variables``.
+    ``TEST_ASGI_SERVER=granian`` runs the app under granian instead of ``serve``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
     env.update(
@@ -47,9 +48,14 @@ def start_service(
         JWKS_RSA_BITS="2048",
     )
     env.update(variables)
+    argv = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    if os.environ.get("TEST_ASGI_SERVER") == "granian":
+        # make bench reports whether the unchanged app passes these tests under granian.
+        argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
+        argv += ["--host", "127.0.0.1", "--port", str(port), "service.app:create_app_from_env"]
     with log.open("wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(port)],
+            argv,
             cwd=REPO,
             env=env,
             stdout=out,

@@ -13,6 +13,7 @@ sign in place: they cost less than the hand-off.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -73,7 +74,10 @@ class TokenSigner:
         kid = parsed.header.get("kid")
         prepared = await self._keys.prepared(realm)
         verifier = prepared.verifiers.get(kid) if isinstance(kid, str) else None
-        if verifier is None or not _verifies(verifier.key, self._clock.now()):
+        # The ring is rebuilt when a grace ends; this covers one served past that
+        # while the store is down.
+        expires_at = verifier.key.expires_at if verifier is not None else None
+        if verifier is None or (expires_at is not None and expires_at <= self._clock.now()):
             raise crypto.InvalidToken("kid: no key of this realm has it")
         return crypto.verify_jwt(parsed, verifier.handle), verifier.key
 
@@ -88,17 +92,7 @@ class TokenSigner:
         key = (await self._keys.prepared(realm)).signing.get(algo)
         if key is None:
             raise NoSigningKey(f"realm {realm!r} has no active {algo} key")
-        if key.bits is not None and key.bits >= self._offload_bits:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pool, _sign, key, claims, typ)
-        return crypto.sign_jwt(key, claims, typ=typ)
-
-
-def _sign(key: crypto.SigningKey, claims: Mapping[str, Any], typ: str) -> str:
-    return crypto.sign_jwt(key, claims, typ=typ)
-
-
-def _verifies(key: KeyRecord, now: float) -> bool:
-    # The prepared ring is rebuilt when a grace ends; this covers a ring served
-    # past that while the store is down.
-    return key.expires_at is None or key.expires_at > now
+        if key.bits is None or key.bits < self._offload_bits:
+            return crypto.sign_jwt(key, claims, typ=typ)
+        sign = functools.partial(crypto.sign_jwt, key, claims, typ=typ)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, sign)
