@@ -89,32 +89,30 @@ class HotPaths:
                 self._log.flush()
             return
         begin = perf_counter()
-        status = await self._dispatch(scope, receive, send)
-        if self._log is not None:
-            query = scope["query_string"]
-            target = scope["path"] + ("?" + query.decode("latin-1") if query else "")
-            self._log.record(
-                scope.get("client"),
-                scope["method"],
-                target,
-                scope["http_version"],
-                status,
-                perf_counter() - begin,
-            )
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> int:
         path: str = scope["path"]
         method: str = scope["method"]
         realm, rest = DEFAULT_REALM, path[1:]
         if path.startswith("/realms/"):
             realm, _, rest = path[8:].partition("/")
         if method == "GET" and rest == _JWKS:
-            return await self._serve_jwks(scope, send, realm)
-        if method == "POST" and rest in self._posts:
+            status = await self._serve_jwks(scope, send, realm)
+        elif method == "POST" and rest in self._posts:
             # The endpoint reads the realm from the path parameters, as when routed.
             scope["path_params"] = {"realm": realm} if realm != DEFAULT_REALM else {}
-            return await self._status_of(self._posts[rest], scope, receive, send)
-        return await self._status_of(self.app, scope, receive, send)
+            status = await self._status_of(self._posts[rest], scope, receive, send)
+        else:
+            status = await self._status_of(self.app, scope, receive, send)
+        if self._log is not None:
+            query = scope["query_string"]
+            target = path + ("?" + query.decode("latin-1") if query else "")
+            self._log.record(
+                scope.get("client"),
+                method,
+                target,
+                scope["http_version"],
+                status,
+                perf_counter() - begin,
+            )
 
     async def _serve_jwks(self, scope: Scope, send: Send, realm: str) -> int:
         services: Services = scope["state"]["services"]
