@@ -84,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "latency" in groups:
             latency_rows(run, sc)
         if "core" in groups:
-            access_log_row(run, sc)
+            access_log_row(run)
         if "offload" in groups:
             offload_rows(run, sc, lim, ours["token"])
         if "granian" in groups:

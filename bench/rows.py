@@ -15,9 +15,9 @@ from bench.harness import (
     Run,
     against_bare,
     against_signing,
-    combined,
     in_background,
     p99_row,
+    paired,
     probe_beside,
     ratio_row,
     start_reference,
@@ -178,16 +178,18 @@ def workers_row(run: Run, sc: scenario.Scenario, one_worker: Result) -> None:
     )
 
 
-def access_log_row(run: Run, sc: scenario.Scenario) -> None:
-    """What the access log (on by default) costs the JWKS: against a service without it."""
-    proc, base = start_service(run, "service-no-access-log", JWKS_ACCESS_LOG="false")
-    on, off = [], []
-    for _ in range(4):  # alternated
-        on.append(run.measure(Request(f"{sc.base}/.well-known/jwks.json"), seconds=run.seconds / 4))
-        off.append(run.measure(Request(f"{base}/.well-known/jwks.json"), seconds=run.seconds / 4))
-    proc.stop()
-    logged, silent = combined(on), combined(off)
-    ratio = logged.rps / silent.rps if silent.rps else 0.0
+def access_log_row(run: Run) -> None:
+    """What the access log (on by default) costs the JWKS: two fresh services, alike but
+    for the log (the main one has logged every row before this one)."""
+    with_log, base_on = start_service(run, "service-access-log")
+    without, base_off = start_service(run, "service-no-access-log", JWKS_ACCESS_LOG="false")
+    logged, silent, ratio = paired(
+        run,
+        Request(f"{base_on}/.well-known/jwks.json"),
+        Request(f"{base_off}/.well-known/jwks.json"),
+    )
+    with_log.stop()
+    without.stop()
     run.rows.append(
         Row(
             "JWKS GET 200 with the access log, against JWKS_ACCESS_LOG=false",
@@ -199,7 +201,7 @@ def access_log_row(run: Run, sc: scenario.Scenario) -> None:
             ratio,
             "≥ 0.9",
             ratio >= 0.9 and logged.errors == 0,
-            "alternated",
+            "median of 6 alternated rounds",
         )
     )
 
@@ -244,14 +246,8 @@ def granian_rows(run: Run, sc: scenario.Scenario, lim: Limits, ours: dict[str, R
     """Reference rows: the bare app and the service under granian (a Rust ASGI server)."""
     spec = run.workdir / "jwks.json"
     g_ref, g_base = start_reference(run, spec, server="granian")
-    uvicorn_bare, granian_bare = [], []
-    for _ in range(2):  # alternated in one run
-        uvicorn_bare.append(run.measure(Request(lim.bare_url), seconds=run.seconds / 2))
-        granian_bare.append(
-            run.measure(Request(f"{g_base}/.well-known/jwks.json"), seconds=run.seconds / 2)
-        )
+    g, u, ratio = paired(run, Request(f"{g_base}/.well-known/jwks.json"), Request(lim.bare_url))
     g_ref.stop()
-    u, g = combined(uvicorn_bare), combined(granian_bare)
     run.rows.append(
         Row(
             "reference: bare ASGI app under granian",
@@ -260,10 +256,10 @@ def granian_rows(run: Run, sc: scenario.Scenario, lim: Limits, ours: dict[str, R
             g.p99_ms,
             g.errors,
             f"same app under uvicorn {u.rps:,.0f}/s",
-            g.rps / u.rps,
+            ratio,
             "informational",
             None,
-            "alternated with uvicorn",
+            "median of 6 rounds alternated with uvicorn",
         )
     )
     proc, base = start_service(run, "service-granian", server="granian")
