@@ -21,9 +21,11 @@ from service.http import (
     Services,
     admin_routes,
     client_routes,
+    event_routes,
     exception_handlers,
     health_routes,
     oauth_routes,
+    openapi_routes,
     wellknown_routes,
 )
 from service.keys import RotationScheduler, usable_cores
@@ -64,6 +66,7 @@ def create_app(
                         authenticator=runtime.authenticator,
                         grant=runtime.grant,
                         introspector=runtime.introspector,
+                        audit=runtime.audit,
                     )
                 }
             finally:
@@ -81,11 +84,17 @@ def create_app(
             *health_routes(),
             *admin_routes(),
             *client_routes(),
+            *event_routes(),
+            *openapi_routes(),
         ],
         middleware=[Middleware(BodySizeLimit)],
         exception_handlers=handlers,
         lifespan=lifespan,
     )
+    # The router would answer a path with a trailing slash by a redirect built from
+    # the Host header, which a caller chooses: a redirect to any host it likes. A
+    # path is either a route or a 404.
+    app.router.redirect_slashes = False
     access_log = AccessLog() if settings.access_log else None
     return HotPaths(
         app,

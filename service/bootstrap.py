@@ -16,17 +16,26 @@ from pathlib import Path
 from service import crypto
 from service.clock import Clock, SystemClock
 from service.config import ConfigError, Settings
-from service.keys import REVALIDATE_INTERVAL, AdminKeys, ChangeWatcher, KeyManager, TokenSigner
+from service.keys import (
+    REVALIDATE_INTERVAL,
+    AdminKeys,
+    AuditLog,
+    ChangeWatcher,
+    KeyManager,
+    TokenSigner,
+    check_keks,
+)
 from service.oauth.client_auth import ClientAuthenticator
 from service.oauth.client_cache import ClientCache
 from service.oauth.clients import ClientRegistry
 from service.oauth.grants import ClientCredentialsGrant
 from service.oauth.introspection import Introspector
+from service.ratelimit import RateLimiter, RateLimits
 from service.storage import Store
 from service.storage.embedded import running_server
 from service.storage.redis import connect
 
-__all__ = ["Runtime", "load_or_create_kek", "open_runtime"]
+__all__ = ["Runtime", "check_kek", "load_or_create_kek", "open_runtime"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,7 @@ class Runtime:
     authenticator: ClientAuthenticator
     grant: ClientCredentialsGrant
     introspector: Introspector
+    audit: AuditLog
     #: Keeps the key-ring and client caches current; the app runs it.
     watcher: ChangeWatcher
 
@@ -69,6 +79,40 @@ def _read_kek(path: Path) -> bytes:
     return kek
 
 
+def _sealer(settings: Settings) -> crypto.Sealer:
+    """Seals under JWKS_KEK's first KEK (else the data dir's, id ``0``), opens under any."""
+    if settings.kek is None:
+        return crypto.Sealer(load_or_create_kek(settings.data_dir))
+    return crypto.Sealer(settings.kek, kek_id=settings.kek_id, previous=settings.previous_keks)
+
+
+def _open_store(settings: Settings, stack: contextlib.AsyncExitStack) -> Store:
+    """A store for ``settings`` (starting the embedded server if none runs), closed with
+    ``stack``."""
+    if settings.redis_url is None:
+        url = stack.enter_context(running_server(settings.data_dir, settings.redis_server_bin))
+    else:
+        url = settings.redis_url
+    redis_store = connect(url, max_events=settings.audit_max_events)
+    stack.push_async_callback(redis_store.close)
+    return redis_store
+
+
+async def check_kek(settings: Settings) -> None:
+    """The start-up KEK check of :func:`open_runtime`, alone.
+
+    ``serve`` runs it before it starts its workers, so that a store holding secrets
+    under a KEK that JWKS_KEK lacks stops the start with one line (a worker's
+    failed start would print a traceback).
+
+    :raises crypto.MissingKek: naming the KEK ids that JWKS_KEK lacks.
+    :raises crypto.SealError: JWKS_KEK has another key under the check value's id.
+    :raises StoreUnavailable:
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        await check_keks(_open_store(settings, stack), _sealer(settings))
+
+
 @contextlib.asynccontextmanager
 async def open_runtime(
     settings: Settings, *, store: Store | None = None, clock: Clock | None = None
@@ -80,20 +124,10 @@ async def open_runtime(
     clock = clock or SystemClock()
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
-            if settings.redis_url is None:
-                url = stack.enter_context(
-                    running_server(settings.data_dir, settings.redis_server_bin)
-                )
-            else:
-                url = settings.redis_url
-            redis_store = connect(url)
-            stack.push_async_callback(redis_store.close)
-            store = redis_store
-        kek = settings.kek or load_or_create_kek(settings.data_dir)
-        sealer = crypto.Sealer(kek)
+            store = _open_store(settings, stack)
         keys = KeyManager(
             store,
-            sealer,
+            _sealer(settings),
             clock,
             grace=settings.key_grace,
             rsa_bits=settings.rsa_bits,
@@ -114,14 +148,17 @@ async def open_runtime(
             [keys.cache, clients.cache],
             interval=min(REVALIDATE_INTERVAL, settings.publish_lead / 2),
         )
+        # One limiter for clients and admin keys: they share the per-address lockout.
+        limiter = RateLimiter(store, clock, RateLimits.from_settings(settings))
         yield Runtime(
             store=store,
             keys=keys,
             signer=signer,
-            admins=AdminKeys(store, clock, settings.bootstrap_admin_key),
+            admins=AdminKeys(store, clock, settings.bootstrap_admin_key, limiter),
             clients=clients,
-            authenticator=ClientAuthenticator(clients, store, clock),
+            authenticator=ClientAuthenticator(clients, store, clock, limiter),
             grant=ClientCredentialsGrant(signer, clock, settings.token_ttl),
-            introspector=Introspector(signer, clock),
+            introspector=Introspector(signer, clients, clock),
+            audit=AuditLog(store),
             watcher=watcher,
         )

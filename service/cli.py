@@ -1,4 +1,4 @@
-"""``jwks-service``: serve, make keys, convert PEM to JWK, create admin keys.
+"""``jwks-service``: serve, make keys, convert PEM to JWK, create admin keys, rekey.
 
 The commands call the same ``crypto``, ``keys`` and ``storage`` code as the app;
 there is no logic here beyond argument handling. Settings are read only by the
@@ -19,20 +19,25 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
 from service import __version__, crypto
-from service.bootstrap import open_runtime
+from service.audit import CLI
+from service.bootstrap import check_kek, open_runtime
 from service.config import Settings
 from service.errors import ServiceError
+from service.keys import RekeyReport
 from service.models import DEFAULT_REALM, Algo, KeyRecord
 
 __all__ = ["main", "uvicorn_options"]
 
 PROG: Final = "jwks-service"
 _ALGS: Final[dict[str, Algo]] = {"RS256": "rs256", "ES256": "es256", "EdDSA": "eddsa"}
+#: A rekey reports its progress after every this many realms.
+_REKEY_REPORT_EVERY: Final = 100
 
 
 class CliError(Exception):
@@ -54,10 +59,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not settings.bootstrap_admin_key:
-        logging.getLogger(PROG).info(
-            "get an admin key with: %s admin-key create   (or: make admin-key)", PROG
-        )
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it for us to
     # handle. Left at its default, that kills this process before the ExitStack
     # below stops the embedded server; as an exception it unwinds through it.
@@ -68,10 +69,17 @@ def _serve(args: argparse.Namespace) -> int:
                 # Started here, before the workers: each worker's lifespan finds it
                 # running and connects; it stops when this process does.
                 stack.enter_context(running_server(settings.data_dir, settings.redis_server_bin))
+            # The workers check again; checked here first, a KEK that JWKS_KEK lacks
+            # is one line and exit 1, not a traceback from each worker's lifespan.
+            asyncio.run(check_kek(settings))
+            if not settings.bootstrap_admin_key:
+                logging.getLogger(PROG).info(
+                    "get an admin key with: %s admin-key create   (or: make admin-key)", PROG
+                )
             uvicorn.run(
                 "service.app:create_app_from_env",
                 factory=True,
-                **uvicorn_options(args.host, args.port, args.workers),
+                **uvicorn_options(args.host, args.port, args.workers, settings),
             )
     except _Terminated:
         pass  # asked to stop, and stopped cleanly
@@ -80,22 +88,39 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def uvicorn_options(host: str, port: int, workers: int) -> dict[str, Any]:
+def uvicorn_options(
+    host: str, port: int, workers: int, settings: Settings | None = None
+) -> dict[str, Any]:
     """How ``serve`` runs uvicorn (``make bench`` runs its reference app the same way).
 
     uvloop and httptools when installed (uvicorn[standard] brings both; on a
     platform without them, asyncio and h11). uvicorn's own access log is off: the
-    app writes a cheaper one (JWKS_ACCESS_LOG).
+    app writes a cheaper one (JWKS_ACCESS_LOG). The connection limits are
+    ``settings``'s (default: the defaults); h11 enforces only the keep-alive
+    timeout and the head size.
     """
-    return {
+    settings = settings or Settings()
+    options: dict[str, Any] = {
         "host": host,
         "port": port,
         "workers": workers,
         "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        "http": "httptools" if importlib.util.find_spec("httptools") else "h11",
-        "proxy_headers": True,
+        # X-Forwarded-* only from the proxies named in JWKS_TRUSTED_PROXIES: from
+        # anyone else they would let a client choose its own address (and so escape
+        # its rate limits and lockouts, and forge the logs).
+        "proxy_headers": bool(settings.trusted_proxies),
+        "forwarded_allow_ips": list(settings.trusted_proxies),
         "access_log": False,
+        "timeout_keep_alive": settings.keep_alive_timeout,
     }
+    if importlib.util.find_spec("httptools"):
+        from service.http.server import protocol_factory
+
+        options["http"] = protocol_factory(settings)
+    else:
+        options["http"] = "h11"
+        options["h11_max_incomplete_event_size"] = settings.max_header_bytes
+    return options
 
 
 def _write_new(path: Path, text: str, mode: int) -> None:
@@ -160,7 +185,7 @@ def _admin_key_create(args: argparse.Namespace) -> int:
         async with open_runtime(Settings.from_env()) as runtime:
             if args.realm:
                 await runtime.keys.realm(args.realm)
-            _key, secret = await runtime.admins.create(args.realm)
+            _key, secret = await runtime.admins.create(args.realm, actor=CLI)
             return secret
 
     print(asyncio.run(create()))
@@ -172,7 +197,9 @@ def _admin_key_create(args: argparse.Namespace) -> int:
 def _rotate(args: argparse.Namespace) -> int:
     async def rotate() -> KeyRecord:
         async with open_runtime(Settings.from_env()) as runtime:
-            return await runtime.keys.rotate(args.realm, _ALGS[args.algo], immediate=args.immediate)
+            return await runtime.keys.rotate(
+                args.realm, _ALGS[args.algo], immediate=args.immediate, actor=CLI
+            )
 
     key = asyncio.run(rotate())
     print(json.dumps({"id": key.id, "kid": key.kid, "algo": key.algo, "status": key.status}))
@@ -182,6 +209,31 @@ def _rotate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _rekey(_args: argparse.Namespace) -> int:
+    def report(progress: RekeyReport) -> None:
+        if progress.realms % _REKEY_REPORT_EVERY == 0:
+            print(_rekey_line(progress), file=sys.stderr, flush=True)
+
+    async def rekey() -> RekeyReport:
+        async with open_runtime(Settings.from_env()) as runtime:
+            return await runtime.keys.rekey(progress=report, actor=CLI)
+
+    done = asyncio.run(rekey())
+    print(json.dumps(asdict(done)))
+    print(_rekey_line(done), file=sys.stderr)
+    if done.retired:
+        retired = ", ".join(repr(k) for k in done.retired)
+        print(f"nothing is sealed under KEK {retired} any more", file=sys.stderr)
+    return 0
+
+
+def _rekey_line(progress: RekeyReport) -> str:
+    return (
+        f"rekey: {progress.realms} realms, {progress.resealed} secrets sealed again, "
+        f"{progress.current} already under the first KEK"
+    )
 
 
 def _kek(_args: argparse.Namespace) -> int:
@@ -258,6 +310,11 @@ def _parser() -> argparse.ArgumentParser:
         "--immediate", action="store_true", help="activate a brand-new key now (emergencies)"
     )
     rotate.set_defaults(run=_rotate)
+
+    rekey = commands.add_parser(
+        "rekey", help="seal every stored secret again under JWKS_KEK's first KEK (resumable)"
+    )
+    rekey.set_defaults(run=_rekey)
 
     kek = commands.add_parser("kek", help="print a new random JWKS_KEK value")
     kek.set_defaults(run=_kek)

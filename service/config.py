@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from service.errors import ServiceError
-from service.models import DEFAULT_REALM
+from service.models import DEFAULT_KEK_ID, DEFAULT_REALM, KEK_ID
 
 __all__ = ["ConfigError", "MultiHostUrl", "Settings", "parse_multi_host_url"]
 
@@ -34,6 +35,10 @@ MIN_ADMIN_KEY_LENGTH: Final = 32
 GRACE_MARGIN: Final = 60
 #: Slack on top of the JWKS max-age before a pre-published key may sign.
 PUBLISH_MARGIN: Final = 5
+#: A request head limit below this refuses ordinary requests (a bearer token alone is ~1 KiB).
+MIN_HEADER_BYTES: Final = 1024
+#: Audit events kept per stream unless JWKS_AUDIT_MAX_EVENTS says otherwise.
+DEFAULT_AUDIT_MAX_EVENTS: Final = 10_000
 
 
 class ConfigError(ServiceError):
@@ -52,7 +57,12 @@ class Settings:
     data_dir: Path = Path(".jwks-data")
     issuer: str = "http://127.0.0.1:8000"
     bootstrap_admin_key: str | None = None
-    kek: bytes | None = None
+    #: The KEK new secrets are sealed under (``None``: the one in ``<data_dir>/kek``),
+    #: and its id; ``previous_keks`` only open what older KEKs sealed (a rotation).
+    #: Key bytes stay out of the repr, which a traceback or a debug log may show.
+    kek: bytes | None = field(default=None, repr=False)
+    kek_id: str = DEFAULT_KEK_ID
+    previous_keks: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
     jwks_max_age: int = 300
     key_grace: int = 86_400
     rsa_bits: int = 2048
@@ -67,8 +77,40 @@ class Settings:
     cache_clients: int = 10_000
     #: One line per request on stdout, written in batches.
     access_log: bool = True
+    #: Audit events kept per realm (and in the global stream); the oldest go first.
+    audit_max_events: int = DEFAULT_AUDIT_MAX_EVENTS
     #: RSA keys of at least this many bits sign in a thread pool, off the event loop.
     sign_thread_min_bits: int = 2048
+    #: Seconds to send a whole request head, from connecting or from a later request's
+    #: first byte (Node's headersTimeout, Go's ReadHeaderTimeout; those are 60 s and unset).
+    header_timeout: int = 10
+    #: Seconds to send a whole body, from the end of its head. Bodies are at most 64 KiB.
+    body_timeout: int = 10
+    #: Seconds an idle connection is kept open between requests (uvicorn's default).
+    keep_alive_timeout: int = 5
+    #: Requests one connection may make; the last response closes it (nginx: 1000).
+    keep_alive_requests: int = 1000
+    #: Bytes of request target, header names and values in one head (Node: 16 KiB).
+    max_header_bytes: int = 16_384
+    #: Header fields in one head (Apache's LimitRequestFields).
+    max_headers: int = 100
+    #: Addresses or networks of the proxies whose X-Forwarded-For / X-Forwarded-Proto
+    #: are believed (the client address of rate limits, lockouts and logs). None: the
+    #: TCP peer is the client, whatever a header says.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Requests per minute (0: no limit) per client and per source address at the token
+    #: endpoint, per client at introspection, per admin key at the admin API. Generous:
+    #: ``make bench`` drives ~10,000/s from one client and one address.
+    rate_token_per_client: int = 1_000_000
+    rate_token_per_address: int = 1_000_000
+    rate_introspect_per_client: int = 1_000_000
+    rate_admin_per_key: int = 1_000_000
+    #: Failed authentications that lock a client id out (0: never), and those that lock
+    #: out a source address, whoever it claimed to be (clients, admin keys).
+    auth_failures: int = 10
+    auth_failures_per_address: int = 100
+    #: Seconds in which those failures count, and that the lockout lasts.
+    auth_lockout: int = 60
 
     def issuer_of(self, realm: str) -> str:
         """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""
@@ -96,12 +138,15 @@ class Settings:
             raw = env.get(name, "").strip()
             return parse(name, raw) if raw else default
 
+        keks: tuple[tuple[str, bytes], ...] = get("JWKS_KEK", _keks, ())
         settings = cls(
             redis_url=get("JWKS_REDIS_URL", _redis_url, None),
             data_dir=get("JWKS_DATA_DIR", lambda _n, v: Path(v), cls.data_dir),
             issuer=get("JWKS_ISSUER", _issuer, cls.issuer),
             bootstrap_admin_key=get("JWKS_BOOTSTRAP_ADMIN_KEY", _admin_key, None),
-            kek=get("JWKS_KEK", _kek, None),
+            kek=keks[0][1] if keks else None,
+            kek_id=keks[0][0] if keks else DEFAULT_KEK_ID,
+            previous_keks=keks[1:],
             jwks_max_age=get("JWKS_JWKS_MAX_AGE", _seconds, cls.jwks_max_age),
             key_grace=get("JWKS_KEY_GRACE", _positive_seconds, cls.key_grace),
             rsa_bits=get("JWKS_RSA_BITS", _rsa_bits, cls.rsa_bits),
@@ -117,9 +162,34 @@ class Settings:
             cache_realms=get("JWKS_CACHE_REALMS", _positive, cls.cache_realms),
             cache_clients=get("JWKS_CACHE_CLIENTS", _positive, cls.cache_clients),
             access_log=get("JWKS_ACCESS_LOG", _boolean, cls.access_log),
+            audit_max_events=get("JWKS_AUDIT_MAX_EVENTS", _positive, cls.audit_max_events),
             sign_thread_min_bits=get(
                 "JWKS_SIGN_THREAD_MIN_BITS", _positive, cls.sign_thread_min_bits
             ),
+            header_timeout=get("JWKS_HEADER_TIMEOUT", _positive_seconds, cls.header_timeout),
+            body_timeout=get("JWKS_BODY_TIMEOUT", _positive_seconds, cls.body_timeout),
+            keep_alive_timeout=get(
+                "JWKS_KEEP_ALIVE_TIMEOUT", _positive_seconds, cls.keep_alive_timeout
+            ),
+            keep_alive_requests=get("JWKS_KEEP_ALIVE_REQUESTS", _positive, cls.keep_alive_requests),
+            max_header_bytes=get("JWKS_MAX_HEADER_BYTES", _header_bytes, cls.max_header_bytes),
+            max_headers=get("JWKS_MAX_HEADERS", _positive, cls.max_headers),
+            trusted_proxies=get("JWKS_TRUSTED_PROXIES", _networks, cls.trusted_proxies),
+            rate_token_per_client=get(
+                "JWKS_RATE_TOKEN_PER_CLIENT", _limit, cls.rate_token_per_client
+            ),
+            rate_token_per_address=get(
+                "JWKS_RATE_TOKEN_PER_ADDRESS", _limit, cls.rate_token_per_address
+            ),
+            rate_introspect_per_client=get(
+                "JWKS_RATE_INTROSPECT_PER_CLIENT", _limit, cls.rate_introspect_per_client
+            ),
+            rate_admin_per_key=get("JWKS_RATE_ADMIN_PER_KEY", _limit, cls.rate_admin_per_key),
+            auth_failures=get("JWKS_AUTH_FAILURES", _limit, cls.auth_failures),
+            auth_failures_per_address=get(
+                "JWKS_AUTH_FAILURES_PER_ADDRESS", _limit, cls.auth_failures_per_address
+            ),
+            auth_lockout=get("JWKS_AUTH_LOCKOUT", _positive_seconds, cls.auth_lockout),
         )
         minimum = settings.token_ttl + settings.jwks_max_age + GRACE_MARGIN
         if settings.key_grace < minimum:
@@ -163,11 +233,35 @@ def _positive(name: str, raw: str) -> int:
     return int(raw)
 
 
+def _limit(name: str, raw: str) -> int:
+    if not _is_number(raw):
+        raise ConfigError(name, f"must be a whole number (0: no limit), got {raw!r}")
+    return int(raw)
+
+
+def _header_bytes(name: str, raw: str) -> int:
+    if not _is_number(raw) or int(raw) < MIN_HEADER_BYTES:
+        raise ConfigError(
+            name, f"must be a whole number of at least {MIN_HEADER_BYTES}, got {raw!r}"
+        )
+    return int(raw)
+
+
 def _boolean(name: str, raw: str) -> bool:
     value = raw.lower()
     if value not in ("true", "false", "1", "0", "yes", "no"):
         raise ConfigError(name, f"must be true or false, got {raw!r}")
     return value in ("true", "1", "yes")
+
+
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    networks = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError as exc:
+            raise ConfigError(name, f"must be addresses or CIDR networks, got {network!r}") from exc
+    return networks
 
 
 def _rsa_bits(name: str, raw: str) -> int:
@@ -282,11 +376,36 @@ def _admin_key(name: str, raw: str) -> str:
     return raw
 
 
-def _kek(name: str, raw: str) -> bytes:
+def _keks(name: str, raw: str) -> tuple[tuple[str, bytes], ...]:
+    """``id:base64,id:base64,...`` (new secrets are sealed under the first), or one
+    ``base64`` alone: the KEK with id ``DEFAULT_KEK_ID``.
+
+    Messages name an entry by its position, never by its text: a key written where
+    its id belongs would otherwise be quoted.
+    """
+    if ":" not in raw and "," not in raw:
+        return ((DEFAULT_KEK_ID, _kek_bytes(name, raw, "")),)
+    keks: list[tuple[str, bytes]] = []
+    entries = raw.split(",")
+    for number, entry in enumerate(entries, 1):
+        where = f"entry {number} of {len(entries)}: "
+        kek_id, colon, encoded = (part.strip() for part in entry.partition(":"))
+        if not colon:
+            raise ConfigError(name, f"{where}must be <id>:<base64 of 32 bytes>")
+        if not KEK_ID.fullmatch(kek_id):
+            raise ConfigError(name, f"{where}the id must be 1-32 of A-Z, a-z, 0-9, '-' and '_'")
+        same = [n for n, (other, _key) in enumerate(keks, 1) if other == kek_id]
+        if same:
+            raise ConfigError(name, f"{where}has the same id as entry {same[0]}")
+        keks.append((kek_id, _kek_bytes(name, encoded, where)))
+    return tuple(keks)
+
+
+def _kek_bytes(name: str, raw: str, where: str) -> bytes:
     try:
         value = base64.b64decode(raw, validate=True)
     except (binascii.Error, ValueError):
         value = b""
     if len(value) != 32:
-        raise ConfigError(name, "must be the base64 encoding of exactly 32 bytes")
+        raise ConfigError(name, f"{where}must be the base64 encoding of exactly 32 bytes")
     return value

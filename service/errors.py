@@ -12,6 +12,8 @@ __all__ = [
     "Forbidden",
     "InvalidInput",
     "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
     "ServiceError",
     "Unauthorized",
     "Unavailable",
@@ -22,9 +24,12 @@ class ServiceError(Exception):
     """Base of every expected failure.
 
     ``detail`` is safe to show to the caller: it never contains a secret.
+    ``retry_after`` (seconds) is set on errors that a later retry may not meet:
+    an unavailable store, a rotation that must wait, a rate limit.
     """
 
     title = "Service error"
+    retry_after: int | None = None
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -68,10 +73,31 @@ class Forbidden(ServiceError):
     title = "Forbidden"
 
 
+class PayloadTooLarge(ServiceError):
+    """The request body is over the limit."""
+
+    title = "Payload too large"
+
+
+class RateLimited(ServiceError):
+    """Too many requests (or failed authentications) in a window; ``retry_after``
+    seconds until it ends."""
+
+    title = "Too many requests"
+
+    retry_after: int
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
 class Unavailable(ServiceError):
     """A dependency (the store) cannot be reached right now; retrying may help."""
 
     title = "Service unavailable"
+
+    retry_after: int
 
     def __init__(self, detail: str, *, retry_after: int = 1) -> None:
         super().__init__(detail)

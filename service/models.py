@@ -15,8 +15,10 @@ __all__ = [
     "ALGOS",
     "ASYMMETRIC_ALGOS",
     "AUTH_METHODS",
+    "DEFAULT_KEK_ID",
     "DEFAULT_REALM",
     "JWS_ALG",
+    "KEK_ID",
     "REALM_NAME",
     "AdminKey",
     "Algo",
@@ -49,6 +51,13 @@ JWS_ALG: Final[Mapping[Algo, str]] = {
 REALM_NAME: Final = re.compile(r"[a-z0-9-]{1,64}")
 #: The realm that exists from the first start; its URLs have no /realms/ prefix.
 DEFAULT_REALM: Final = "default"
+#: A key-encryption key's id in ``JWKS_KEK`` (``id:base64,...``) and in every value
+#: sealed under it: 1-32 of A-Z, a-z, 0-9, '-' and '_' (never '.', ':' or ',', which
+#: separate it from what follows).
+KEK_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
+#: The id of a KEK given without one (``JWKS_KEK=<base64>``, or ``<data dir>/kek``),
+#: and of every value sealed before KEKs had ids.
+DEFAULT_KEK_ID: Final = "0"
 
 T = TypeVar("T")
 
@@ -61,6 +70,10 @@ class Realm:
     created_at: float
     #: Overrides JWKS_ROTATION_INTERVAL for this realm (seconds; 0 = no scheduled rotation).
     rotation_interval: int | None = None
+    #: Random, made when the realm is created: a realm deleted and created again
+    #: under its old name is another incarnation, and admin keys made for the old
+    #: one are refused. ``None`` for realms stored before incarnations existed.
+    incarnation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,11 +140,16 @@ class KeyRing:
 
 @dataclass(frozen=True)
 class AdminKey:
-    """An admin API credential. Only a hash of the secret is ever stored."""
+    """An admin API credential. Only a hash of the secret is ever stored.
+
+    A realm-scoped key holds the :attr:`Realm.incarnation` it was made for, and is
+    valid only while that incarnation exists.
+    """
 
     id: str
     realm: str | None
     created_at: float
+    incarnation: str | None = None
 
     def allows(self, realm: str) -> bool:
         """Whether this key may act on ``realm`` (global keys may act on every realm)."""
@@ -161,6 +179,12 @@ class Client:
     default_audience: str | None = None
     #: The key algorithm access tokens are signed with (rfc9068 profile).
     access_token_algo: Algo = "rs256"
+    #: Exact audiences (RFC 8707 resource indicators) the client may ask for, beside
+    #: its default audience; none: only the default.
+    allowed_audiences: tuple[str, ...] = ()
+    #: Jitsi tenants (the token's ``sub``) the client may ask for; none: the realm's
+    #: name only. ``"*"`` (every tenant) only when listed.
+    allowed_tenants: tuple[str, ...] = ()
 
     @property
     def scopes(self) -> frozenset[str]:

@@ -52,6 +52,10 @@ def dump(client: redis.Redis) -> list[Entry]:
             texts = [str(m) for m in client.zrange(name, 0, -1)]
         elif kind == "hash":
             texts = [str(x) for pair in client.hgetall(name).items() for x in pair]
+        elif kind == "set":
+            texts = [str(m) for m in client.smembers(name)]
+        elif kind == "stream":
+            texts = [str(x) for _id, fields in client.xrange(name) for x in fields.values()]
         else:  # a new type must be added here, not skipped
             pytest.fail(f"{name} has type {kind}, which this scan does not read")
         entries.append(Entry(name, kind, tuple(texts)))

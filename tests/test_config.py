@@ -32,6 +32,25 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.cache_realms == settings.cache_clients == 10_000
     assert settings.access_log
     assert settings.sign_thread_min_bits == 2048
+    assert (settings.header_timeout, settings.body_timeout) == (10, 10)
+    assert (settings.keep_alive_timeout, settings.keep_alive_requests) == (5, 1000)
+    assert (settings.max_header_bytes, settings.max_headers) == (16_384, 100)
+
+
+def test_connection_limits() -> None:
+    settings = Settings.from_env(
+        {
+            "JWKS_HEADER_TIMEOUT": "3",
+            "JWKS_BODY_TIMEOUT": "30",
+            "JWKS_KEEP_ALIVE_TIMEOUT": "75",
+            "JWKS_KEEP_ALIVE_REQUESTS": "1",
+            "JWKS_MAX_HEADER_BYTES": "1024",
+            "JWKS_MAX_HEADERS": "20",
+        }
+    )
+    assert (settings.header_timeout, settings.body_timeout) == (3, 30)
+    assert (settings.keep_alive_timeout, settings.keep_alive_requests) == (75, 1)
+    assert (settings.max_header_bytes, settings.max_headers) == (1024, 20)
 
 
 def test_cache_bounds_access_log_and_signing_threads() -> None:
@@ -253,6 +272,15 @@ def test_rsa_bits(raw: str) -> None:
         ("JWKS_CACHE_CLIENTS", "-5"),
         ("JWKS_SIGN_THREAD_MIN_BITS", "0"),
         ("JWKS_ACCESS_LOG", "sometimes"),
+        ("JWKS_HEADER_TIMEOUT", "0"),
+        ("JWKS_HEADER_TIMEOUT", "0.5"),
+        ("JWKS_BODY_TIMEOUT", "0"),
+        ("JWKS_KEEP_ALIVE_TIMEOUT", "0"),
+        ("JWKS_KEEP_ALIVE_TIMEOUT", "5s"),
+        ("JWKS_KEEP_ALIVE_REQUESTS", "0"),
+        ("JWKS_MAX_HEADER_BYTES", "1023"),
+        ("JWKS_MAX_HEADER_BYTES", "16k"),
+        ("JWKS_MAX_HEADERS", "0"),
     ],
 )
 def test_bad_number_is_config_error(variable: str, raw: str) -> None:
@@ -323,3 +351,46 @@ def test_rotation_interval() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"JWKS_ROTATION_INTERVAL": "305"})
     assert str(caught.value).startswith("JWKS_ROTATION_INTERVAL: must be 0 (off) or more than 305")
+
+
+def test_rate_limits_and_lockouts() -> None:
+    defaults = Settings.from_env({})
+    # Generous enough for `make bench` (one client, one address, ~10,000 req/s).
+    assert defaults.rate_token_per_client == defaults.rate_token_per_address == 1_000_000
+    assert defaults.rate_introspect_per_client == defaults.rate_admin_per_key == 1_000_000
+    assert (defaults.auth_failures, defaults.auth_failures_per_address) == (10, 100)
+    assert defaults.auth_lockout == 60
+    settings = Settings.from_env(
+        {
+            "JWKS_RATE_TOKEN_PER_CLIENT": "600",
+            "JWKS_RATE_TOKEN_PER_ADDRESS": "0",
+            "JWKS_RATE_INTROSPECT_PER_CLIENT": "6000",
+            "JWKS_RATE_ADMIN_PER_KEY": "60",
+            "JWKS_AUTH_FAILURES": "0",
+            "JWKS_AUTH_FAILURES_PER_ADDRESS": "20",
+            "JWKS_AUTH_LOCKOUT": "900",
+        }
+    )
+    assert (settings.rate_token_per_client, settings.rate_token_per_address) == (600, 0)
+    assert (settings.rate_introspect_per_client, settings.rate_admin_per_key) == (6000, 60)
+    assert (settings.auth_failures, settings.auth_failures_per_address) == (0, 20)
+    assert settings.auth_lockout == 900
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        ("JWKS_RATE_TOKEN_PER_CLIENT", "-1"),
+        ("JWKS_RATE_TOKEN_PER_ADDRESS", "10/s"),
+        ("JWKS_RATE_INTROSPECT_PER_CLIENT", "1e6"),
+        ("JWKS_RATE_ADMIN_PER_KEY", "\u0663"),
+        ("JWKS_AUTH_FAILURES", "ten"),
+        ("JWKS_AUTH_FAILURES_PER_ADDRESS", "2.5"),
+        ("JWKS_AUTH_LOCKOUT", "0"),
+        ("JWKS_AUTH_LOCKOUT", "1m"),
+    ],
+)
+def test_bad_rate_limit_is_config_error(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: raw})
+    assert caught.value.variable == variable

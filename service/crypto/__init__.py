@@ -4,11 +4,12 @@ It generates keys, parses the public keys tenants upload (PEM, OpenSSH or JWK),
 builds public JWKs and thumbprints, converts JWKs to PEM, imports keys once into
 opaque handles (``SigningKey``, ``VerificationKey``) that sign and verify JWTs,
 checks claims, parses client key sets (RFC 7591 ``jwks``), and seals secrets with
-AES-256-GCM before they reach the store. joserfc and cryptography exceptions are
-translated into ``CryptoError`` subclasses here and never leave the package.
+AES-256-GCM before they reach the store (under one of several KEKs, by id). joserfc
+and cryptography exceptions are translated into ``CryptoError`` subclasses here and
+never leave the package.
 """
 
-from service.crypto._errors import CryptoError, InvalidKey, InvalidToken, SealError
+from service.crypto._errors import CryptoError, InvalidKey, InvalidToken, MissingKek, SealError
 from service.crypto._handles import (
     SigningKey,
     VerificationKey,
@@ -27,8 +28,9 @@ from service.crypto._keys import (
     public_jwk,
     thumbprint,
 )
-from service.crypto._sealing import Sealer, new_kek
+from service.crypto._sealing import Sealer, new_kek, sealed_kek_id
 from service.crypto._tokens import (
+    MAX_TOKEN_BYTES,
     UnverifiedJWT,
     check_claims,
     parse_jwt,
@@ -40,11 +42,13 @@ from service.crypto._tokens import (
 )
 
 __all__ = [
+    "MAX_TOKEN_BYTES",
     "CryptoError",
     "GeneratedKey",
     "InvalidKey",
     "InvalidToken",
     "KeyPair",
+    "MissingKek",
     "PublicKeyInfo",
     "SealError",
     "Sealer",
@@ -62,6 +66,7 @@ __all__ = [
     "parse_jwt",
     "parse_public_key",
     "public_jwk",
+    "sealed_kek_id",
     "sign_client_assertion",
     "sign_jwt",
     "thumbprint",

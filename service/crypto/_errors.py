@@ -26,3 +26,11 @@ class InvalidToken(CryptoError):
     The detail names the failing check (``"exp: the token has expired"``); it never
     echoes the token, a key or a secret.
     """
+
+
+class MissingKek(SealError):
+    """A sealed value names a KEK id that is not configured: ``kek_id`` (not secret)."""
+
+    def __init__(self, kek_id: str, detail: str | None = None) -> None:
+        super().__init__(detail or f"sealed under KEK {kek_id!r}, which is not configured")
+        self.kek_id = kek_id

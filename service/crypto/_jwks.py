@@ -6,10 +6,14 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from service.crypto._errors import InvalidKey
-from service.crypto._keys import parse_public_key
+from service.crypto._keys import parse_public_key, thumbprint
 from service.models import Algo
 
-__all__ = ["parse_client_jwks", "verification_algorithms"]
+__all__ = ["MAX_CLIENT_KEYS", "parse_client_jwks", "verification_algorithms"]
+
+#: Keys in one client's set: room for a rollover (old, new, next) and then some,
+#: while a set of thousands would cost a parse each at every registration.
+MAX_CLIENT_KEYS: Final = 10
 
 #: The JWS algorithms each key type may verify (RFC 7518 §3.1, RFC 8037 §3.1).
 _ALGORITHMS: Final[Mapping[Algo, tuple[str, ...]]] = {
@@ -65,7 +69,14 @@ def parse_client_jwks(value: object) -> tuple[dict[str, Any], ...]:
     members: list[Any] = value["keys"]
     if not members:
         raise InvalidKey("jwks.keys must hold at least one key")
+    if len(members) > MAX_CLIENT_KEYS:
+        raise InvalidKey(f"jwks.keys holds {MAX_CLIENT_KEYS} keys at most")
     keys = [_client_key(member, f"jwks.keys[{i}]") for i, member in enumerate(members)]
+    seen: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first = seen.setdefault(thumbprint(key), i)
+        if first != i:
+            raise InvalidKey(f"jwks.keys[{i}] is the same key as jwks.keys[{first}]")
     first_with_kid: dict[str, int] = {}
     for i, key in enumerate(keys):
         kid = key.get("kid")

@@ -7,9 +7,11 @@ from typing import Any, Final
 
 from starlette.requests import Request
 
+from service.audit import Actor
 from service.errors import InvalidInput
+from service.models import AdminKey
 
-__all__ = ["bearer_token", "page_params", "read_json_object"]
+__all__ = ["actor_of", "bearer_token", "client_address", "page_params", "read_json_object"]
 
 DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 100
@@ -37,7 +39,19 @@ def page_params(request: Request) -> tuple[int, str | None]:
     return int(raw), request.query_params.get("cursor") or None
 
 
+def actor_of(request: Request, admin: AdminKey) -> Actor:
+    """Who makes a change, for its audit event: the admin key's id (never the key) and
+    the caller's address (:func:`client_address`)."""
+    return Actor(admin.id, client_address(request))
+
+
 def bearer_token(request: Request) -> str | None:
     """The token of an ``Authorization: Bearer`` header (RFC 6750 §2.1), if there is one."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address, as the server reports it (behind trusted proxies, the
+    forwarded one): what rate limits and lockouts count per address."""
+    return request.client.host if request.client else None

@@ -58,6 +58,10 @@ def client_object(client: Client, secret: str | None = None) -> dict[str, Any]:
         "jitsi_app_id": client.jitsi_app_id,
         "allowed_features": list(client.allowed_features),
         "default_audience": client.default_audience,
+        "allowed_audiences": list(client.allowed_audiences),
+        "allowed_tenants": list(client.allowed_tenants)
+        if client.token_profile == "jitsi"
+        else None,
         "access_token_signed_response_alg": JWS_ALG[client.access_token_algo],
     }
     body = {k: v for k, v in body.items() if v is not None}

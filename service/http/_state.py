@@ -8,7 +8,7 @@ from typing import Protocol
 from starlette.requests import Request
 
 from service.config import Settings
-from service.keys import AdminKeys, KeyManager, TokenSigner
+from service.keys import AdminKeys, AuditLog, KeyManager, TokenSigner
 from service.oauth.client_auth import ClientAuthenticator
 from service.oauth.clients import ClientRegistry
 from service.oauth.grants import ClientCredentialsGrant
@@ -34,6 +34,7 @@ class Services:
     authenticator: ClientAuthenticator
     grant: ClientCredentialsGrant
     introspector: Introspector
+    audit: AuditLog
 
     @property
     def jwks_max_age(self) -> int:

@@ -6,23 +6,43 @@ sees only its realm: any other realm answers 404, exactly as if it did not exist
 
 from __future__ import annotations
 
+from typing import Final
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.audit import Actor
 from service.errors import Forbidden, InvalidInput
-from service.http._params import bearer_token, page_params, read_json_object
+from service.http._params import (
+    actor_of,
+    bearer_token,
+    client_address,
+    page_params,
+    read_json_object,
+)
 from service.http._render import key_object, realm_object
 from service.http._state import Services, services
-from service.keys import RealmNotFound, parse_algo, parse_key_request, parse_realm_name
+from service.keys import (
+    CreatedKey,
+    RealmNotFound,
+    parse_algo,
+    parse_key_request,
+    parse_realm_name,
+)
 from service.models import REALM_NAME, AdminKey, Page, Realm
 
-__all__ = ["admin_for_realm", "admin_routes"]
+__all__ = ["acting_on_realm", "admin_for_realm", "admin_routes"]
+
+#: On a response carrying an HS256 secret: no cache (browser, proxy) may keep it.
+_NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 async def _admin(request: Request) -> tuple[Services, AdminKey]:
     svc = services(request)
-    return svc, await svc.admins.authenticate(bearer_token(request))
+    return svc, await svc.admins.authenticate(
+        bearer_token(request), address=client_address(request)
+    )
 
 
 async def admin_for_realm(request: Request) -> tuple[Services, str]:
@@ -31,11 +51,17 @@ async def admin_for_realm(request: Request) -> tuple[Services, str]:
     :raises Unauthorized: no valid admin key.
     :raises RealmNotFound: the key is scoped to another realm (or the name is invalid).
     """
+    svc, realm, _actor = await acting_on_realm(request)
+    return svc, realm
+
+
+async def acting_on_realm(request: Request) -> tuple[Services, str, Actor]:
+    """:func:`admin_for_realm`, and the actor its changes are recorded under."""
     svc, admin = await _admin(request)
     realm: str = request.path_params["realm"]
     if not admin.allows(realm) or not REALM_NAME.fullmatch(realm):
         raise RealmNotFound(realm)
-    return svc, realm
+    return svc, realm, actor_of(request, admin)
 
 
 def _page(data: list[object], cursor: str | None) -> Response:
@@ -61,7 +87,8 @@ async def create_realm(request: Request) -> Response:
     if admin.realm is not None:
         raise Forbidden("a realm-scoped admin key cannot create realms")
     body = await read_json_object(request)
-    realm: Realm = await svc.keys.create_realm(parse_realm_name(body.get("name")))
+    name = parse_realm_name(body.get("name"))
+    realm: Realm = await svc.keys.create_realm(name, actor=actor_of(request, admin))
     return JSONResponse(realm_object(realm, svc.issuer), status_code=201)
 
 
@@ -73,7 +100,7 @@ async def get_realm(request: Request) -> Response:
 
 async def configure_realm(request: Request) -> Response:
     """``PATCH /v1/realms/{realm} {"rotation_interval": seconds | null}``."""
-    svc, realm = await admin_for_realm(request)
+    svc, realm, actor = await acting_on_realm(request)
     body = await read_json_object(request)
     unknown = sorted(set(body) - {"rotation_interval"})
     if unknown:
@@ -90,14 +117,15 @@ async def configure_realm(request: Request) -> Response:
             "(JWKS_JWKS_MAX_AGE + 5)",
             field="rotation_interval",
         )
-    updated = await svc.keys.configure_realm(realm, rotation_interval=interval)
+    updated = await svc.keys.configure_realm(realm, rotation_interval=interval, actor=actor)
     return JSONResponse(realm_object(updated, svc.issuer))
 
 
 async def delete_realm(request: Request) -> Response:
-    """``DELETE /v1/realms/{realm}``: the realm, its keys and clients."""
-    svc, realm = await admin_for_realm(request)
-    await svc.keys.delete_realm(realm)
+    """``DELETE /v1/realms/{realm}``: the realm, its keys, clients and admin keys
+    (``default`` cannot be deleted: 409)."""
+    svc, realm, actor = await acting_on_realm(request)
+    await svc.keys.delete_realm(realm, actor=actor)
     return Response(status_code=204)
 
 
@@ -111,22 +139,29 @@ async def list_keys(request: Request) -> Response:
 
 async def create_key(request: Request) -> Response:
     """``POST /v1/realms/{realm}/jwt_keys``: generate, import a secret, or upload a public key."""
-    svc, realm = await admin_for_realm(request)
+    svc, realm, actor = await acting_on_realm(request)
     spec = parse_key_request(await read_json_object(request))
-    created = await svc.keys.create_key(realm, spec)
-    return JSONResponse(key_object(created.key, created.secret), status_code=201)
+    created = await svc.keys.create_key(realm, spec, actor=actor)
+    return _created_key(created, status_code=201)
 
 
 async def rotate_keys(request: Request) -> Response:
-    """``POST /v1/realms/{realm}/jwt_keys/rotate {"algo", "immediate"?}``: the new active key."""
-    svc, realm = await admin_for_realm(request)
+    """``POST /v1/realms/{realm}/jwt_keys/rotate {"algo", "immediate"?}``: the new active key
+    (with hs256, which rotates only with immediate, its new secret, once)."""
+    svc, realm, actor = await acting_on_realm(request)
     body = await read_json_object(request)
     algo = parse_algo(body.get("algo", "rs256"))
     immediate = body.get("immediate", False)
     if not isinstance(immediate, bool):
         raise InvalidInput("immediate must be true or false", field="immediate")
-    key = await svc.keys.rotate(realm, algo, immediate=immediate)
-    return JSONResponse(key_object(key))
+    return _created_key(await svc.keys.rotate_key(realm, algo, immediate=immediate, actor=actor))
+
+
+def _created_key(created: CreatedKey, status_code: int = 200) -> Response:
+    headers = _NO_STORE if created.secret is not None else None
+    return JSONResponse(
+        key_object(created.key, created.secret), status_code=status_code, headers=headers
+    )
 
 
 async def get_key(request: Request) -> Response:
@@ -136,12 +171,15 @@ async def get_key(request: Request) -> Response:
 
 
 async def delete_key(request: Request) -> Response:
-    """``DELETE /v1/realms/{realm}/jwt_keys/{id}[?force=true]``: expire, or remove now."""
-    svc, realm = await admin_for_realm(request)
+    """``DELETE /v1/realms/{realm}/jwt_keys/{id}[?force=true]``: expire, or remove now
+    (409 for the active hs256 key: rotate it first)."""
+    svc, realm, actor = await acting_on_realm(request)
     force = request.query_params.get("force", "false").lower()
     if force not in ("true", "false"):
         raise InvalidInput("force must be true or false", field="force")
-    key = await svc.keys.delete_key(realm, request.path_params["id"], force=force == "true")
+    key = await svc.keys.delete_key(
+        realm, request.path_params["id"], force=force == "true", actor=actor
+    )
     return JSONResponse(key_object(key), status_code=202)
 
 

@@ -6,9 +6,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from service.errors import InvalidInput
 from service.http._params import page_params, read_json_object
 from service.http._render import client_object
-from service.http.admin import admin_for_realm
+from service.http.admin import acting_on_realm, admin_for_realm
+from service.oauth.errors import InvalidClientMetadata
 
 __all__ = ["client_routes"]
 
@@ -31,16 +33,19 @@ async def get_client(request: Request) -> Response:
 
 async def delete_client(request: Request) -> Response:
     """``DELETE /v1/realms/{realm}/clients/{client_id}``."""
-    svc, realm = await admin_for_realm(request)
-    await svc.clients.delete(realm, request.path_params["id"])
+    svc, realm, actor = await acting_on_realm(request)
+    await svc.clients.delete(realm, request.path_params["id"], actor=actor)
     return Response(status_code=204)
 
 
 async def replace_jwks(request: Request) -> Response:
     """``PUT /v1/realms/{realm}/clients/{client_id}/jwks {"keys": [...]}``: key rollover."""
-    svc, realm = await admin_for_realm(request)
+    svc, realm, actor = await acting_on_realm(request)
     body = await read_json_object(request)
-    client = await svc.clients.replace_jwks(realm, request.path_params["id"], body)
+    try:
+        client = await svc.clients.replace_jwks(realm, request.path_params["id"], body, actor=actor)
+    except InvalidClientMetadata as exc:  # the admin API answers in problem+json
+        raise InvalidInput(exc.detail, field="keys") from exc
     return JSONResponse(client_object(client))
 
 

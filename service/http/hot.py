@@ -11,7 +11,8 @@ layer, the outermost app:
   the same exception handlers the framework would use, admitting only a few token
   requests at a time so that cheap requests never queue behind many of them;
 - passes everything else (and every other method on these paths) to the app;
-- writes the access log line of every request (:mod:`.access_log`).
+- writes the access log line of every request (:mod:`.access_log`), and adds
+  ``X-Content-Type-Options: nosniff`` to every response.
 
 Routes and handlers stay defined once, in :mod:`.wellknown` and :mod:`.oauth`;
 this layer only finds them faster.
@@ -26,6 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Final
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,6 +45,9 @@ __all__ = ["HotPaths"]
 
 _JWKS: Final = ".well-known/jwks.json"
 _EMPTY: Final[Message] = {"type": "http.response.body", "body": b""}
+#: On every response: no browser may guess another type than the one declared
+#: (a JWKS or a token answer sniffed as HTML would be a script's way in).
+_NOSNIFF: Final = (b"x-content-type-options", b"nosniff")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -104,7 +109,7 @@ class HotPaths:
             status = await self._status_of(self.app, scope, receive, send)
         if self._log is not None:
             query = scope["query_string"]
-            target = path + ("?" + query.decode("latin-1") if query else "")
+            target = path + ("?" + _redacted(query) if query else "")
             self._log.record(
                 scope.get("client"),
                 method,
@@ -126,8 +131,7 @@ class HotPaths:
                 document = await services.keys.jwks(realm)
             except Exception as exc:  # rendered exactly as the framework would
                 response = await self._render(Request(scope), exc)
-                await response(scope, _no_body, send)
-                return response.status_code
+                return await self._status_of(response, scope, _no_body, send)
         prebuilt = self._prebuilt(realm, document, services.jwks_max_age)
         if if_none_match(scope["headers"], document.etag):
             await send(prebuilt.not_modified)
@@ -143,6 +147,7 @@ class HotPaths:
             self._jwks.move_to_end(realm)
             return prebuilt
         headers = [
+            _NOSNIFF,
             (b"cache-control", f"public, max-age={max_age}".encode()),
             (b"etag", document.etag.encode()),
             # Public data: browser-side verifiers may fetch it too.
@@ -192,10 +197,41 @@ class HotPaths:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", ()), _NOSNIFF]
             await send(message)
 
         await app(scope, receive, sending)
         return status
+
+
+#: Query parameters whose values are credentials: never written to the access log,
+#: even when a client sends them where they do not belong.
+_SECRET_PARAMS: Final = frozenset(
+    {
+        b"client_secret",
+        b"client_assertion",
+        b"token",
+        b"access_token",
+        b"refresh_token",
+        b"assertion",
+        b"key",
+        b"secret",
+        b"password",
+        b"code",
+    }
+)
+
+
+def _redacted(query: bytes) -> str:
+    """The query string for the log, with the values of credential parameters hidden."""
+    if b"=" not in query:
+        return query.decode("latin-1")
+    parts = []
+    for part in query.split(b"&"):
+        name, eq, _ = part.partition(b"=")
+        secret = eq and unquote_to_bytes(name.replace(b"+", b" ")).lower() in _SECRET_PARAMS
+        parts.append(name + b"=[redacted]" if secret else part)
+    return b"&".join(parts).decode("latin-1")
 
 
 async def _no_body() -> Message:

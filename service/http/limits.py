@@ -6,7 +6,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.problems import PayloadTooLarge, problem
+from service.errors import PayloadTooLarge
 
 __all__ = ["MAX_BODY_BYTES", "BodySizeLimit"]
 
@@ -14,7 +14,7 @@ MAX_BODY_BYTES: Final = 64 * 1024
 
 
 class BodySizeLimit:
-    """Answer 413 to bodies over ``max_bytes``: by Content-Length up front, or while streaming."""
+    """Refuse bodies over ``max_bytes`` (413): by Content-Length up front, or while streaming."""
 
     def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -24,15 +24,17 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope["headers"]:
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.max_bytes):
-                response = problem(413, "payload-too-large", self._detail())
-                await response(scope, receive, send)
-                return
+        # Refused when the endpoint reads the body, so that the endpoint's own error
+        # format answers (problem+json, or RFC 6749 §5.2 JSON under an issuer). A
+        # declared length over the limit is refused before a byte is read.
+        declared = next((v for n, v in scope["headers"] if n == b"content-length"), b"0")
+        too_large = not declared.isdigit() or int(declared) > self.max_bytes
         received = 0
 
         async def limited() -> Message:
             nonlocal received
+            if too_large:
+                raise PayloadTooLarge(self._detail())
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

@@ -1,78 +1,93 @@
 """The OAuth endpoints of each realm, under its issuer: token, register, discovery, ASAP keys.
 
 Issuer of ``default`` is ``JWKS_ISSUER``; of realm R, ``JWKS_ISSUER/realms/R``.
-Errors on these endpoints are RFC 6749 §5.2 JSON: other service errors are
-translated into OAuth errors here.
+Every failure on these endpoints is RFC 6749 §5.2 JSON: other service errors are
+translated into OAuth errors by ``service.oauth.errors.to_oauth``.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Final
 from urllib.parse import parse_qsl
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from service.errors import Conflict, InvalidInput, NotFound, Unauthorized, Unavailable
-from service.http._params import bearer_token, read_json_object
+from service.errors import NotFound, ServiceError
+from service.http._params import actor_of, bearer_token, client_address, read_json_object
 from service.http._render import client_object
 from service.http._state import services
 from service.keys import RealmNotFound
 from service.models import DEFAULT_REALM, REALM_NAME
 from service.oauth.client_auth import AssertionPolicy
 from service.oauth.discovery import server_metadata
-from service.oauth.errors import InvalidRequest, OAuthError, UnsupportedGrantType
+from service.oauth.errors import (
+    InvalidClient,
+    InvalidRequest,
+    MethodNotAllowed,
+    OAuthError,
+    ServerError,
+    UnsupportedGrantType,
+    to_oauth,
+)
 
 __all__ = ["introspect", "oauth_routes", "token"]
 
 _FORM: Final = "application/x-www-form-urlencoded"
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _KID_DIGEST: Final = re.compile(r"[0-9a-fA-F]{64}")
+#: Routed whatever the method: the endpoint answers a wrong one itself, in §5.2 JSON.
+_ANY: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
-
-class _NotFound(OAuthError):
-    status = 404
+log = logging.getLogger(__name__)
 
 
-class _Unavailable(OAuthError):
-    error = "temporarily_unavailable"
-    status = 503
-    retry_after = 1
+def _oauth_endpoint(*methods: str) -> Callable[[Endpoint], Endpoint]:
+    """An endpoint under an issuer: it answers ``methods`` only, and every failure,
+    a wrong method included, in the §5.2 format (:func:`~service.oauth.errors.to_oauth`).
+
+    The route takes every method, so that the router never answers for it.
+    """
+    allow = ", ".join(methods)
+
+    def decorate(endpoint: Endpoint) -> Endpoint:
+        @functools.wraps(endpoint)
+        async def wrapper(request: Request) -> Response:
+            if request.method not in methods:
+                raise MethodNotAllowed(f"{request.url.path} answers {allow}", allow=allow)
+            try:
+                return await endpoint(request)
+            except Exception as exc:
+                oauth = to_oauth(exc)
+                _log_failure(request, exc, oauth)
+                if oauth is exc:
+                    raise
+                raise oauth from exc
+
+        return wrapper
+
+    return decorate
 
 
-class _InvalidToken(OAuthError):
-    error = "invalid_token"
-    status = 401
-
-
-def _oauth_errors(endpoint: Endpoint) -> Endpoint:
-    """Answer every failure of an OAuth endpoint in the §5.2 format."""
-
-    @functools.wraps(endpoint)
-    async def wrapper(request: Request) -> Response:
-        try:
-            return await endpoint(request)
-        except OAuthError:
-            raise
-        except NotFound as exc:
-            raise _NotFound(exc.detail) from exc
-        except Unavailable as exc:
-            unavailable = _Unavailable(exc.detail)
-            unavailable.retry_after = exc.retry_after
-            raise unavailable from exc
-        except Unauthorized as exc:
-            raise _InvalidToken(exc.detail) from exc
-        except (InvalidInput, Conflict) as exc:
-            raise InvalidRequest(exc.detail) from exc
-
-    return wrapper
+def _log_failure(request: Request, exc: Exception, oauth: OAuthError) -> None:
+    # What the answer does not say goes to the log: a bug's traceback, why a
+    # client failed to authenticate. Never a credential: reasons name checks only.
+    if isinstance(exc, ClientDisconnect):  # gone before its body arrived: not a bug
+        log.info("client disconnected on %s %s", request.method, request.url.path)
+    elif not isinstance(exc, ServiceError):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    elif isinstance(oauth, ServerError):
+        log.warning("server_error on %s: %s", request.url.path, exc.detail)
+    elif isinstance(oauth, InvalidClient):
+        log.info("invalid_client on %s: %s", request.url.path, oauth.reason)
 
 
 def _realm(request: Request) -> str:
@@ -100,7 +115,7 @@ async def _form(request: Request) -> dict[str, str]:
     return form
 
 
-@_oauth_errors
+@_oauth_endpoint("POST")
 async def token(request: Request) -> Response:
     """``POST {issuer}/oauth/token``: client_credentials (RFC 6749 §4.4)."""
     svc = services(request)
@@ -120,26 +135,34 @@ async def token(request: Request) -> Response:
         strict_audience=svc.settings.strict_assertion_audience,
     )
     client = await svc.authenticator.authenticate(
-        realm, form, request.headers.get("authorization"), policy
+        realm,
+        form,
+        request.headers.get("authorization"),
+        policy,
+        address=client_address(request),
+        endpoint="token",
     )
     response = await svc.grant.issue(realm, issuer, client, form)
     return JSONResponse(response.as_dict(), headers=_NO_STORE)
 
 
-@_oauth_errors
+@_oauth_endpoint("POST")
 async def register(request: Request) -> Response:
     """``POST {issuer}/oauth/register`` (RFC 7591): the initial access token is an admin key."""
     svc = services(request)
     realm = _realm(request)
-    admin = await svc.admins.authenticate(bearer_token(request))
+    admin = await svc.admins.authenticate(bearer_token(request), address=client_address(request))
     if not admin.allows(realm):
         raise RealmNotFound(realm)
+    await svc.keys.realm(realm)
     metadata = await read_json_object(request)
-    client, client_secret = await svc.clients.register(realm, metadata)
+    client, client_secret = await svc.clients.register(
+        realm, metadata, actor=actor_of(request, admin)
+    )
     return JSONResponse(client_object(client, client_secret), status_code=201, headers=_NO_STORE)
 
 
-@_oauth_errors
+@_oauth_endpoint("POST")
 async def introspect(request: Request) -> Response:
     """``POST {issuer}/oauth/introspect`` (RFC 7662): a client of the realm, or an admin key."""
     svc = services(request)
@@ -149,7 +172,9 @@ async def introspect(request: Request) -> Response:
     issuer = svc.settings.issuer_of(realm)
     authorization = request.headers.get("authorization")
     if (authorization or "").lower().startswith("bearer"):
-        admin = await svc.admins.authenticate(bearer_token(request))
+        admin = await svc.admins.authenticate(
+            bearer_token(request), address=client_address(request)
+        )
         if not admin.allows(realm):
             raise RealmNotFound(realm)
     else:
@@ -159,7 +184,14 @@ async def introspect(request: Request) -> Response:
             max_lifetime=svc.settings.max_assertion_lifetime,
             strict_audience=svc.settings.strict_assertion_audience,
         )
-        await svc.authenticator.authenticate(realm, form, authorization, policy)
+        await svc.authenticator.authenticate(
+            realm,
+            form,
+            authorization,
+            policy,
+            address=client_address(request),
+            endpoint="introspect",
+        )
     token = form.get("token")
     if not token:
         raise InvalidRequest("token is required")
@@ -172,6 +204,7 @@ def _metadata_body(issuer: str) -> bytes:
     return json.dumps(server_metadata(issuer), separators=(",", ":")).encode()
 
 
+@_oauth_endpoint("GET", "HEAD")
 async def discovery(request: Request) -> Response:
     """RFC 8414 metadata (also at the OpenID discovery path)."""
     svc = services(request)
@@ -184,6 +217,7 @@ async def discovery(request: Request) -> Response:
     )
 
 
+@_oauth_endpoint("GET", "HEAD")
 async def asap_key(request: Request) -> Response:
     """``GET {issuer}/asap/{sha256hex(kid)}.pem`` for prosody's ``asap_key_server``."""
     svc = services(request)
@@ -204,14 +238,14 @@ def oauth_routes() -> list[Route]:
     routes: list[Route] = []
     for base in ("", "/realms/{realm}"):
         routes += [
-            Route(f"{base}/oauth/token", token, methods=["POST"]),
-            Route(f"{base}/oauth/register", register, methods=["POST"]),
-            Route(f"{base}/oauth/introspect", introspect, methods=["POST"]),
-            Route(f"{base}/.well-known/openid-configuration", discovery, methods=["GET"]),
-            Route(f"{base}/asap/{{digest}}.pem", asap_key, methods=["GET"]),
+            Route(f"{base}/oauth/token", token, methods=_ANY),
+            Route(f"{base}/oauth/register", register, methods=_ANY),
+            Route(f"{base}/oauth/introspect", introspect, methods=_ANY),
+            Route(f"{base}/.well-known/openid-configuration", discovery, methods=_ANY),
+            Route(f"{base}/asap/{{digest}}.pem", asap_key, methods=_ANY),
         ]
         # RFC 8414 §3: the well-known segment goes before the issuer's path.
         routes.append(
-            Route(f"/.well-known/oauth-authorization-server{base}", discovery, methods=["GET"])
+            Route(f"/.well-known/oauth-authorization-server{base}", discovery, methods=_ANY)
         )
     return routes

@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any, Final
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
@@ -21,23 +21,19 @@ from service.errors import (
     Forbidden,
     InvalidInput,
     NotFound,
+    PayloadTooLarge,
+    RateLimited,
     ServiceError,
     Unauthorized,
     Unavailable,
 )
-from service.oauth.errors import InvalidClient, OAuthError
+from service.oauth.errors import InvalidClient, InvalidToken, MethodNotAllowed, OAuthError
 
-__all__ = ["PayloadTooLarge", "exception_handlers", "problem"]
+__all__ = ["exception_handlers", "problem"]
 
 log = logging.getLogger(__name__)
 
 MEDIA_TYPE: Final = "application/problem+json"
-
-
-class PayloadTooLarge(ServiceError):
-    """The request body is over the limit."""
-
-    title = "Payload too large"
 
 
 #: Most specific first: the first base class that matches decides the status.
@@ -48,6 +44,7 @@ _STATUS: Final[tuple[tuple[type[ServiceError], int, str], ...]] = (
     (NotFound, 404, "not-found"),
     (Conflict, 409, "conflict"),
     (PayloadTooLarge, 413, "payload-too-large"),
+    (RateLimited, 429, "too-many-requests"),
     (Unavailable, 503, "unavailable"),
 )
 
@@ -83,9 +80,8 @@ async def _service_error(request: Request, exc: Exception) -> Response:
     extra: dict[str, Any] = {}
     if isinstance(exc, Unauthorized):
         headers["WWW-Authenticate"] = 'Bearer realm="jwks-service"'
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int):  # 503s, and a rotation that must wait (409)
-        headers["Retry-After"] = str(retry_after)
+    if exc.retry_after is not None:  # 503s, 429s, and a rotation that must wait (409)
+        headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, InvalidInput) and exc.field:
         extra["field"] = exc.field
     return problem(status, slug, exc.detail, title=exc.title, extra=extra, headers=headers)
@@ -97,12 +93,15 @@ async def _oauth_error(request: Request, exc: Exception) -> Response:
     headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
     if isinstance(exc, InvalidClient) and exc.basic:
         headers["WWW-Authenticate"] = 'Basic realm="jwks-service"'
-    if exc.error == "invalid_token":  # RFC 6750 §3
+    if isinstance(exc, InvalidToken):  # RFC 6750 §3
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-    retry_after = getattr(exc, "retry_after", None)
-    if isinstance(retry_after, int):
-        headers["Retry-After"] = str(retry_after)
-    body = {"error": exc.error, "error_description": exc.detail}
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = exc.allow
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    body = {"error": exc.error}
+    if exc.detail:
+        body["error_description"] = exc.detail
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
@@ -113,6 +112,9 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # gone before its body arrived: not a bug
+        log.info("client disconnected on %s %s", request.method, request.url.path)
+        return problem(400, "client-disconnected", "the client went away")
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem(500, "server-error", "an unexpected error occurred")
 

@@ -7,21 +7,27 @@ makes sealed key records and opens them into key handles; ``cache`` keeps each
 realm's ring prepared in process (JWKS body, ETag, key handles), and ``watch``
 keeps it and every other cache current from the store's change feed;
 ``signing`` signs and verifies from memory; ``admin`` issues and checks admin API
-keys; ``requests`` validates what callers ask for.
+keys; ``requests`` validates what callers ask for; ``audit`` turns ring changes
+into audit events and reads the event streams; ``kek`` checks the store's KEK ids
+at start and seals every secret again under the newest KEK (a rekey).
 """
 
 from service.keys._threads import usable_cores
 from service.keys.admin import AdminKeys
+from service.keys.audit import AuditLog
 from service.keys.cache import JwksDocument, PreparedRing
 from service.keys.errors import (
     Busy,
+    DefaultRealmProtected,
     KeyNotFound,
     KidInUse,
     NoSigningKey,
     RealmNameTaken,
     RealmNotFound,
     RotationTooSoon,
+    UndeliveredSecret,
 )
+from service.keys.kek import RekeyReport, check_keks
 from service.keys.manager import KeyManager
 from service.keys.material import CreatedKey, KeyMaterial, sealed_aad
 from service.keys.requests import (
@@ -40,10 +46,12 @@ from service.keys.watch import REVALIDATE_INTERVAL, ChangeListener, ChangeWatche
 __all__ = [
     "REVALIDATE_INTERVAL",
     "AdminKeys",
+    "AuditLog",
     "Busy",
     "ChangeListener",
     "ChangeWatcher",
     "CreatedKey",
+    "DefaultRealmProtected",
     "GenerateKey",
     "ImportSecret",
     "JwksDocument",
@@ -56,10 +64,13 @@ __all__ = [
     "PreparedRing",
     "RealmNameTaken",
     "RealmNotFound",
+    "RekeyReport",
     "RotationScheduler",
     "RotationTooSoon",
     "TokenSigner",
+    "UndeliveredSecret",
     "UploadPublicKey",
+    "check_keks",
     "parse_algo",
     "parse_key_request",
     "parse_realm_name",

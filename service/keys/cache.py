@@ -131,7 +131,7 @@ def _open(
     realm: str, key: KeyRecord, material: KeyMaterial, previous: PreparedRing | None
 ) -> _Opened:
     before = previous._opened.get(key.id) if previous is not None else None
-    if before is not None and _same_material(before.key, key):
+    if before is not None and _same_material(before, key):
         verifier = Verifier(key, before.verifier.handle) if before.verifier else None
         return _Opened(key, before.signing, verifier, before.pem)
     try:
@@ -144,13 +144,16 @@ def _open(
     return _Opened(key, signing, verifier, pem)
 
 
-def _same_material(a: KeyRecord, b: KeyRecord) -> bool:
-    return (a.kid, a.algo, a.sealed_secret, a.public_jwk) == (
-        b.kid,
-        b.algo,
-        b.sealed_secret,
-        b.public_jwk,
-    )
+def _same_material(before: _Opened, key: KeyRecord) -> bool:
+    a = before.key
+    if (a.kid, a.algo, a.public_jwk) != (key.kid, key.algo, key.public_jwk):
+        return False
+    # A key id's material never changes: only a rekey gives a key a new ciphertext,
+    # of the same secret. So a handle opened from the old ciphertext still serves,
+    # and a rekey of 10,000 realms costs no replica an unseal and import per key. A
+    # key that did not open before is opened again: the new ciphertext may (its KEK
+    # may be the one this process has).
+    return a.sealed_secret == key.sealed_secret or before.verifier is not None
 
 
 class RingCache:

@@ -41,6 +41,20 @@ class NoSigningKey(Conflict):
     """The realm has no active key for the requested algorithm."""
 
 
+class TooManyRealms(Conflict):
+    """The store holds as many realms as it may."""
+
+
+class TooManyKeys(Conflict):
+    """The realm holds as many keys as it may; a new one needs an old one deleted."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the realm holds {limit} keys, the most a realm may: delete keys it no "
+            "longer needs first"
+        )
+
+
 class RotationTooSoon(Conflict):
     """The next key has not been published long enough to start signing."""
 
@@ -50,3 +64,21 @@ class RotationTooSoon(Conflict):
             "verifier's cached JWKS has it; retry then, or rotate with immediate=true"
         )
         self.retry_after = retry_after
+
+
+class DefaultRealmProtected(Conflict):
+    """The default realm cannot be deleted."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the default realm cannot be deleted: the service's own JWKS, discovery and "
+            "token endpoints are its URLs; delete its keys or clients instead"
+        )
+
+
+class UndeliveredSecret(Conflict):
+    """The change would make an HS256 secret that nobody receives.
+
+    HS256 verifiers hold the secret itself, not a JWKS, so a secret the API does not
+    hand out breaks every one of them the moment it signs.
+    """

@@ -3,13 +3,15 @@
 Everything that touches a key's secret half is here: generating keys (in a
 thread: RSA generation takes seconds at 4096 bits), importing an HS256 secret,
 checking an uploaded public key, sealing with the KEK, and the reverse, opening a
-sealed secret and importing it into a ``crypto`` handle. The associated data that
+sealed secret and importing it into a ``crypto`` handle; and sealing a secret
+again under the newest KEK (a rekey). The associated data that
 binds a sealed secret to its record (:func:`sealed_aad`) is spelled here only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from dataclasses import dataclass
 
@@ -122,6 +124,25 @@ class KeyMaterial:
         """
         material = key.public_jwk if key.public_jwk is not None else self._open(realm, key)
         return crypto.load_verification_key(material, (JWS_ALG[key.algo],), kid=key.kid)
+
+    def needs_reseal(self, key: KeyRecord) -> bool:
+        """Whether ``key`` holds a secret sealed under a KEK other than the first.
+
+        :raises crypto.SealError: its sealed secret is in no known format.
+        """
+        return key.sealed_secret is not None and not self._sealer.is_current(key.sealed_secret)
+
+    def resealed(self, realm: str, key: KeyRecord) -> KeyRecord:
+        """``key`` with its secret sealed again under the first KEK: the same key
+        material, a new ciphertext.
+
+        :raises crypto.MissingKek: the secret is sealed under a KEK not configured here.
+        :raises crypto.SealError: it does not open.
+        """
+        if key.sealed_secret is None:
+            return key
+        aad = sealed_aad(realm, key.id)
+        return dataclasses.replace(key, sealed_secret=self._sealer.reseal(key.sealed_secret, aad))
 
     def _seal(self, realm: str, key_id: str, secret: str) -> str:
         return self._sealer.seal(secret.encode(), sealed_aad(realm, key_id))

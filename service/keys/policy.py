@@ -11,10 +11,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
-from service.keys.errors import KeyNotFound, KidInUse
-from service.models import Algo, KeyRecord, KeyRing
+from service.keys.errors import KeyNotFound, KidInUse, TooManyKeys
+from service.models import ASYMMETRIC_ALGOS, Algo, KeyRecord, KeyRing
 
 __all__ = [
     "RingChange",
@@ -50,6 +50,21 @@ def _retire(key: KeyRecord, now: float, grace: int) -> KeyRecord:
     # It stops signing now and keeps verifying (and being published) for the
     # grace, after which the record's TTL prunes it.
     return dataclasses.replace(key, status="expired", retired_at=now, expires_at=now + grace)
+
+
+#: Keys in one ring, expired ones included. Every ring change rewrites the ring and
+#: every verifier downloads its public half, so a realm does not grow without bound;
+#: rotation always has room (it is never refused by this limit).
+MAX_KEYS_PER_REALM: Final = 1000
+
+
+def check_room(ring: KeyRing) -> None:
+    """Refuse a new key (created or uploaded) when the ring is full.
+
+    :raises TooManyKeys:
+    """
+    if len(ring.keys) >= MAX_KEYS_PER_REALM:
+        raise TooManyKeys(MAX_KEYS_PER_REALM)
 
 
 def activate(ring: KeyRing, key: KeyRecord, now: float, grace: int) -> RingChange:
@@ -156,7 +171,12 @@ def rotation_due(
     published as soon as there is none (so it is ready long before it is due), and
     promoted once the active key has signed for ``interval`` and the next key has
     been published for ``lead``.
+
+    HS256 never rotates on schedule: its verifiers hold the secret itself, and a
+    secret made by a background loop would reach none of them.
     """
+    if algo not in ASYMMETRIC_ALGOS:
+        return None
     active = ring.active(algo)
     if active is None or active.public_jwk is None or active.sealed_secret is None:
         return None

@@ -4,8 +4,8 @@
   aud, iat, exp, jti, and scope and room when asked for.
 - ``jitsi``: a meeting token that Jitsi Meet's prosody token plugin accepts as is:
   typ ``JWT``, RS256, aud ``"jitsi"`` as a string, iss = the client's
-  jitsi_app_id, sub = tenant, room, nbf 10 s back (prosody allows no skew), and
-  a ``context`` with the user and features.
+  jitsi_app_id, sub = tenant, client_id, room, nbf 10 s back (prosody allows no
+  skew), and a ``context`` with the user and features.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ from service.oauth.errors import (
 __all__ = ["ClientCredentialsGrant", "TokenResponse"]
 
 _JITSI_NBF_SKEW: Final = 10
+#: The longest value copied from a request into a token, so that every token this
+#: server issues stays far under the size it accepts back (crypto.MAX_TOKEN_BYTES).
+_MAX_VALUE: Final = 256
 _USER_FIELDS: Final = ("user_id", "user_name", "user_email", "user_avatar")
 _BOOLEAN: Final = {"true": "true", "false": "false", "1": "true", "0": "false"}
 
@@ -110,6 +113,8 @@ def _scope(client: Client, requested: str | None) -> str | None:
 def _room(client: Client, room: str | None) -> str | None:
     if room is None:
         return None
+    if len(room) > _MAX_VALUE:
+        raise InvalidRequest(f"room: at most {_MAX_VALUE} characters")
     if room == "*":
         allowed = "*" in client.allowed_rooms
     else:
@@ -120,18 +125,35 @@ def _room(client: Client, room: str | None) -> str | None:
 
 
 def _audience(client: Client, form: Mapping[str, str], issuer: str) -> str:
+    """The token's ``aud``: the client's default, or one it asked for and may have.
+
+    Least privilege: a client gets a token for an audience only when it was
+    registered for it (``allowed_audiences``, exact values, RFC 8707 §2:
+    "invalid_target" otherwise), so that a token leaked from one API is not
+    accepted by another.
+    """
+    default = client.default_audience or issuer
     if "audience" in form and "resource" in form:
         raise InvalidRequest("send audience or resource, not both")
     resource = form.get("resource")
     if resource is not None:
-        parts = urlsplit(resource)
+        try:
+            parts = urlsplit(resource)
+        except ValueError as exc:  # an unclosed IPv6 literal, a bad port
+            raise InvalidTarget("resource is not a valid URI") from exc
         if not parts.scheme or parts.fragment:  # RFC 8707 §2
             raise InvalidTarget("resource must be an absolute URI without a fragment")
-        return resource
-    audience = form.get("audience")
-    if audience is not None and not audience:
-        raise InvalidTarget("audience must not be empty")
-    return audience or client.default_audience or issuer
+        requested = resource
+    else:
+        audience = form.get("audience")
+        if audience is None:
+            return default
+        if not audience:
+            raise InvalidTarget("audience must not be empty")
+        requested = audience
+    if requested != default and requested not in client.allowed_audiences:
+        raise InvalidTarget("the audience is not one of the client's allowed_audiences")
+    return requested
 
 
 def _jitsi_claims(
@@ -142,6 +164,9 @@ def _jitsi_claims(
     user: dict[str, str] = {
         name.removeprefix("user_"): form[name] for name in _USER_FIELDS if form.get(name)
     }
+    for name, value in user.items():
+        if len(value) > _MAX_VALUE:
+            raise InvalidRequest(f"user_{name}: at most {_MAX_VALUE} characters")
     moderator = form.get("moderator", "false").lower()
     if moderator not in _BOOLEAN:
         raise InvalidRequest("moderator must be true or false")
@@ -159,10 +184,23 @@ def _jitsi_claims(
     return {
         "aud": "jitsi",
         "iss": client.jitsi_app_id,
-        "sub": form.get("tenant") or realm,
+        "sub": _tenant(client, form.get("tenant"), realm),
+        # Prosody ignores it; introspection needs it, to end the client's tokens
+        # when the client is deleted.
+        "client_id": client.client_id,
         "room": room,
         "iat": now,
         "nbf": now - _JITSI_NBF_SKEW,
         "exp": now + ttl,
         "context": {"user": user, "features": features},
     }
+
+
+def _tenant(client: Client, requested: str | None, realm: str) -> str:
+    # A meeting token for tenant "*" opens every tenant's rooms: only a client
+    # registered for it gets one. Without allowed_tenants, the realm's name only.
+    tenant = requested or realm
+    allowed = client.allowed_tenants or (realm,)
+    if tenant not in allowed:
+        raise InvalidRequest("tenant is not one of the client's allowed_tenants")
+    return tenant

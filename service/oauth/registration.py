@@ -27,6 +27,11 @@ _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 #: Room patterns: Jitsi room names plus the glob characters * and ?.
 _ROOM_PATTERN: Final = re.compile(r"[A-Za-z0-9_.@*?-]{1,128}")
 _FEATURE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+#: An audience: visible ASCII, no spaces (a URI, RFC 8707 §2, or a plain name).
+_AUDIENCE: Final = re.compile(r"[\x21-\x7e]{1,256}")
+#: A Jitsi tenant (the token's sub): a path segment of the meeting URL, or "*".
+_TENANT: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}|\*")
+#: The client metadata this service understands; new_client ignores all other members.
 _FIELDS: Final = frozenset(
     {
         "client_name",
@@ -39,8 +44,11 @@ _FIELDS: Final = frozenset(
         "jitsi_app_id",
         "allowed_features",
         "default_audience",
+        "allowed_audiences",
+        "allowed_tenants",
         "access_token_signed_response_alg",
         "response_types",
+        "redirect_uris",
     }
 )
 
@@ -61,11 +69,17 @@ def parse_jwks(value: object) -> tuple[Mapping[str, Any], ...]:
 def new_client(metadata: Mapping[str, Any], *, now: float) -> tuple[Client, str | None]:
     """Validate registration metadata; return the client and its secret (secret methods).
 
+    RFC 7591 §2: "The authorization server MUST ignore any client metadata sent by
+    the client that it does not understand". Registration tools and SDKs send
+    ``contacts``, ``logo_uri``, ``client_uri``, ``software_id`` and the like; they
+    are dropped, neither stored nor returned, so the §3.2.1 response shows the
+    client what was registered. A field listed in ``_FIELDS`` with a bad value is
+    still refused.
+
     :raises InvalidClientMetadata: naming the first bad field.
     """
-    unknown = sorted(set(metadata) - _FIELDS)
-    if unknown:
-        raise InvalidClientMetadata(f"{unknown[0]}: not a supported client metadata field")
+    # Dropped first, so that nothing below can read, store or echo them.
+    metadata = {name: value for name, value in metadata.items() if name in _FIELDS}
     method = _auth_method(metadata.get("token_endpoint_auth_method", "client_secret_basic"))
     jwks: tuple[Mapping[str, Any], ...] = ()
     if "jwks" in metadata:
@@ -77,6 +91,10 @@ def new_client(metadata: Mapping[str, Any], *, now: float) -> tuple[Client, str 
         raise InvalidClientMetadata('grant_types: only ["client_credentials"] is supported')
     if metadata.get("response_types", []) != []:
         raise InvalidClientMetadata("response_types: there is no authorization endpoint")
+    # Understood, so not ignored: a client that expects redirects must learn that
+    # there will be none. The empty list that registration tools send is fine.
+    if metadata.get("redirect_uris", []) != []:
+        raise InvalidClientMetadata("redirect_uris: there is no authorization endpoint")
     scope = _optional_string(metadata, "scope")
     if scope is not None and not all(_SCOPE_TOKEN.fullmatch(t) for t in scope.split()):
         raise InvalidClientMetadata("scope: space-separated scope tokens (RFC 6749 §3.3)")
@@ -90,6 +108,14 @@ def new_client(metadata: Mapping[str, Any], *, now: float) -> tuple[Client, str 
     app_id = _optional_string(metadata, "jitsi_app_id")
     if profile == "jitsi" and not app_id:
         raise InvalidClientMetadata("jitsi_app_id: required with token_profile jitsi")
+    audiences = _strings(metadata, "allowed_audiences", [])
+    if not all(_AUDIENCE.fullmatch(a) for a in audiences):
+        raise InvalidClientMetadata("allowed_audiences: URIs or names of visible ASCII, no spaces")
+    tenants = _strings(metadata, "allowed_tenants", [])
+    if tenants and profile != "jitsi":
+        raise InvalidClientMetadata("allowed_tenants: only with token_profile jitsi")
+    if not all(_TENANT.fullmatch(t) for t in tenants):
+        raise InvalidClientMetadata("allowed_tenants: names of letters, digits and _.-, or *")
     secret = None if method == "private_key_jwt" else "jcs_" + secrets.token_urlsafe(32)
     client = Client(
         client_id="jcl_" + secrets.token_urlsafe(16),
@@ -106,6 +132,8 @@ def new_client(metadata: Mapping[str, Any], *, now: float) -> tuple[Client, str 
         allowed_features=features,
         default_audience=_optional_string(metadata, "default_audience"),
         access_token_algo=_access_token_algo(metadata, profile),
+        allowed_audiences=tuple(dict.fromkeys(audiences)),
+        allowed_tenants=tuple(dict.fromkeys(tenants)),
     )
     return client, secret
 

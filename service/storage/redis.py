@@ -25,14 +25,17 @@ import redis.exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
+from service.audit import AuditEvent
 from service.config import parse_multi_host_url
 from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 from service.storage import _keyspace as ks
-from service.storage import _scripts
+from service.storage import _quotas, _scripts
+from service.storage._events import DEFAULT_MAX_EVENTS, EventStreams
 from service.storage.base import (
     RESUBSCRIBED,
     Change,
     InvalidCursor,
+    Quota,
     RealmExists,
     RealmGone,
     StoreUnavailable,
@@ -82,13 +85,14 @@ def _translated() -> Iterator[None]:
 RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 
 
-def connect(url: str, **options: Any) -> RedisStore:
+def connect(url: str, *, max_events: int = DEFAULT_MAX_EVENTS, **options: Any) -> RedisStore:
     """A store on a new client for ``url``.
 
     ``redis://``, ``rediss://`` and ``unix://`` name one server;
     ``redis+cluster://host:port,...`` names Cluster seed nodes, and
     ``redis+sentinel://host:port,.../<master>`` the Sentinels that know the master.
-    ``options`` go to the client as they are (tests pick the protocol).
+    ``max_events`` caps each audit event stream. ``options`` go to the client as
+    they are (tests pick the protocol).
     """
     if not url.startswith(("redis+cluster:", "redis+sentinel:")):
         client = aioredis.from_url(
@@ -97,7 +101,7 @@ def connect(url: str, **options: Any) -> RedisStore:
             health_check_interval=30,
             **{**_TIMEOUTS, **options},
         )
-        return RedisStore(client)
+        return RedisStore(client, max_events=max_events)
     parsed = parse_multi_host_url(url)
     auth = {"username": parsed.username, "password": parsed.password}
     if parsed.cluster:
@@ -106,7 +110,7 @@ def connect(url: str, **options: Any) -> RedisStore:
             decode_responses=True,
             **{**_TIMEOUTS, **auth, **options},
         )
-        return RedisStore(cluster)
+        return RedisStore(cluster, max_events=max_events)
     assert parsed.service_name is not None
     # The Sentinels themselves are asked without credentials: the password is
     # the master's (a Sentinel with its own password is not supported here).
@@ -116,18 +120,28 @@ def connect(url: str, **options: Any) -> RedisStore:
         decode_responses=True,
         **{**_TIMEOUTS, **auth, **options},
     )
-    return RedisStore(master, also_close=sentinel.sentinels)
+    return RedisStore(master, also_close=sentinel.sentinels, max_events=max_events)
 
 
 class RedisStore:
     """:class:`service.storage.Store` on an injected ``redis.asyncio`` client.
 
-    ``also_close``: further clients the store owns (a Sentinel's own connections).
+    ``also_close``: further clients the store owns (a Sentinel's own connections);
+    ``max_events``: the length of each audit event stream.
     """
 
-    def __init__(self, client: RedisClient, *, also_close: Sequence[aioredis.Redis] = ()) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        also_close: Sequence[aioredis.Redis] = (),
+        max_events: int = DEFAULT_MAX_EVENTS,
+    ) -> None:
         self._redis = client
         self._also_close = tuple(also_close)
+        # A script may touch keys of many slots on one server, not on a Cluster.
+        self._per_slot = isinstance(client, RedisCluster)
+        self._events = EventStreams(client, max_events)
         self._load_ring = client.register_script(_scripts.LOAD_RING)
         self._save_ring = client.register_script(_scripts.SAVE_RING)
         self._page_keys = client.register_script(_scripts.PAGE_KEYS)
@@ -136,6 +150,10 @@ class RedisStore:
         self._put_client = client.register_script(_scripts.PUT_CLIENT)
         self._delete_client = client.register_script(_scripts.DELETE_CLIENT)
         self._get_client = client.register_script(_scripts.GET_CLIENT)
+        self._add_admin_key = client.register_script(_scripts.ADD_ADMIN_KEY)
+        self._count_script = client.register_script(_scripts.COUNT)
+        self._claim_client_keys = client.register_script(_scripts.CLAIM_CLIENT_KEYS)
+        self._release_client_keys = client.register_script(_scripts.RELEASE_CLIENT_KEYS)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the server answers PING."""
@@ -150,26 +168,45 @@ class RedisStore:
 
     # Realms ---------------------------------------------------------------
 
-    async def create_realm(self, realm: Realm, keys: Sequence[KeyRecord], now: float) -> None:
-        """Create a realm and its first keys in one script; ``RealmExists`` if taken."""
+    async def create_realm(
+        self,
+        realm: Realm,
+        keys: Sequence[KeyRecord],
+        now: float,
+        *,
+        events: Sequence[AuditEvent] = (),
+    ) -> None:
+        """Create a realm and its first keys in one script, which appends ``events`` to
+        the realm's stream; ``RealmExists`` if taken."""
         with _translated():
             # The registry entry goes first: a crash before the script leaves a
             # name that listing skips, never a realm that listing misses.
             await self._redis.zadd(ks.REALMS, {realm.name: 0})
-            result = await self._save(realm.name, "", json.dumps(asdict(realm)), keys, (), now)
+            result = await self._save(
+                realm.name, "", json.dumps(asdict(realm)), keys, (), now, events
+            )
         if result != "ok":
             raise RealmExists(f"realm {realm.name!r} already exists")
 
     async def delete_realm(self, name: str) -> bool:
-        """Delete a realm's records, index, version and meta; then its registry entry."""
+        """Delete a realm's records, indexes, versions and meta in one script; then the
+        records of its admin keys and its registry entry.
+
+        The admin keys are revoked by the script: each names the incarnation it was
+        made for, which goes with the meta. Their records lie outside the realm's
+        slot (a key is found by its digest alone), so on a Cluster no script can
+        delete them with the realm; they are deleted right after it, as garbage.
+        """
         with _translated():
-            deleted = await self._delete_realm(
+            raw = await self._delete_realm(
                 keys=[
                     ks.meta(name),
                     ks.version(name),
                     ks.key_index(name),
                     ks.client_index(name),
                     ks.client_version(name),
+                    ks.admin_key_index(name),
+                    ks.events(name),
                 ],
                 args=[
                     ks.key_record_prefix(name),
@@ -179,20 +216,37 @@ class RedisStore:
                     ks.CLIENT_CHANGES_CHANNEL,
                 ],
             )
+            result = json.loads(raw)
+            # cjson encodes an empty list as {}.
+            digests = [str(d) for d in result.get("admin_keys") or ()]
+            if digests:
+                # One DEL per key in a plain pipeline: on a Cluster they lie in many slots.
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for digest in digests:
+                        pipe.delete(ks.admin_key(digest))
+                    await pipe.execute()
             await self._redis.zrem(ks.REALMS, name)
-        return bool(int(deleted))
+        return bool(result["deleted"])
 
-    async def update_realm(self, realm: Realm) -> None:
-        """Replace a realm's settings; ``RealmGone`` if it does not exist."""
+    async def get_realm(self, name: str) -> Realm | None:
+        """GET of the realm's meta."""
+        with _translated():
+            raw = await self._redis.get(ks.meta(name))
+        return Realm(**json.loads(raw)) if raw else None
+
+    async def update_realm(self, realm: Realm, *, events: Sequence[AuditEvent] = ()) -> None:
+        """Replace a realm's settings (and append ``events``); ``RealmGone`` if it does not
+        exist."""
         version = secrets.token_hex(8)
         with _translated():
             result = await self._update_realm(
-                keys=[ks.meta(realm.name), ks.version(realm.name)],
+                keys=[ks.meta(realm.name), ks.version(realm.name), ks.events(realm.name)],
                 args=[
                     json.dumps(asdict(realm)),
                     version,
                     ks.CHANGES_CHANNEL,
                     f"{realm.name} {version}",
+                    *self._events.script_args(events),
                 ],
             )
         if result != "ok":
@@ -237,10 +291,13 @@ class RedisStore:
         put: Sequence[KeyRecord],
         delete: Sequence[KeyRecord],
         now: float,
+        *,
+        events: Sequence[AuditEvent] = (),
     ) -> bool:
-        """Apply ``put`` and ``delete`` if the ring is still at ``ring.version``."""
+        """Apply ``put`` and ``delete`` (and append ``events``) if the ring is still at
+        ``ring.version``."""
         with _translated():
-            result = await self._save(ring.realm.name, ring.version, "", put, delete, now)
+            result = await self._save(ring.realm.name, ring.version, "", put, delete, now, events)
         if result == "gone":
             raise RealmGone(f"realm {ring.realm.name!r} was deleted")
         return result == "ok"
@@ -253,6 +310,7 @@ class RedisStore:
         put: Sequence[KeyRecord],
         delete: Sequence[KeyRecord],
         now: float,
+        events: Sequence[AuditEvent],
     ) -> str:
         ops: list[list[Any]] = [
             ["put", _member(k.created_at, k.id), k.id, _encode_key(k), _ttl_ms(k, now)] for k in put
@@ -260,7 +318,7 @@ class RedisStore:
         ops += [["del", _member(k.created_at, k.id), k.id, "", 0] for k in delete]
         version = secrets.token_hex(8)
         result: str = await self._save_ring(
-            keys=[ks.meta(realm), ks.version(realm), ks.key_index(realm)],
+            keys=[ks.meta(realm), ks.version(realm), ks.key_index(realm), ks.events(realm)],
             args=[
                 expected,
                 version,
@@ -269,6 +327,7 @@ class RedisStore:
                 ks.CHANGES_CHANNEL,
                 f"{realm} {version}",
                 json.dumps(ops),
+                *self._events.script_args(events),
             ],
         )
         return result
@@ -325,12 +384,20 @@ class RedisStore:
 
     # Clients and assertion replay ----------------------------------------------
 
-    async def put_client(self, realm: str, client: Client) -> Change:
-        """Create or replace a client record; ``RealmGone`` if the realm does not exist."""
+    async def put_client(
+        self, realm: str, client: Client, *, events: Sequence[AuditEvent] = ()
+    ) -> Change:
+        """Create or replace a client record (and append ``events``); ``RealmGone`` if the
+        realm does not exist."""
         version = secrets.token_hex(8)
         with _translated():
             previous = await self._put_client(
-                keys=[ks.meta(realm), ks.client_index(realm), ks.client_version(realm)],
+                keys=[
+                    ks.meta(realm),
+                    ks.client_index(realm),
+                    ks.client_version(realm),
+                    ks.events(realm),
+                ],
                 args=[
                     ks.client_record_prefix(realm),
                     _member(client.client_id_issued_at, client.client_id),
@@ -339,6 +406,7 @@ class RedisStore:
                     version,
                     ks.CLIENT_CHANGES_CHANNEL,
                     f"{realm} {client.client_id}",
+                    *self._events.script_args(events),
                 ],
             )
         if previous is None:
@@ -375,12 +443,14 @@ class RedisStore:
             None if page is None else Page(tuple(map(_decode_client, page.items)), page.next_cursor)
         )
 
-    async def delete_client(self, realm: str, client: Client) -> Change | None:
-        """Delete a client record and its index entry."""
+    async def delete_client(
+        self, realm: str, client: Client, *, events: Sequence[AuditEvent] = ()
+    ) -> Change | None:
+        """Delete a client record and its index entry (appending ``events`` if it was there)."""
         version = secrets.token_hex(8)
         with _translated():
             previous = await self._delete_client(
-                keys=[ks.client_index(realm), ks.client_version(realm)],
+                keys=[ks.client_index(realm), ks.client_version(realm), ks.events(realm)],
                 args=[
                     ks.client_record_prefix(realm),
                     _member(client.client_id_issued_at, client.client_id),
@@ -388,23 +458,87 @@ class RedisStore:
                     version,
                     ks.CLIENT_CHANGES_CHANNEL,
                     f"{realm} {client.client_id}",
+                    *self._events.script_args(events),
                 ],
             )
         if previous is None:
             return None
         return Change(realm, True, client.client_id, version, str(previous))
 
-    async def consume_jti(self, realm: str, client_id: str, jti: str, ttl: float) -> bool:
-        """Record a jti as used for ``ttl`` seconds: ``SET NX PX``, one atomic step.
+    async def count_clients(self, realm: str) -> int:
+        """ZCARD of the realm's client index."""
+        with _translated():
+            return int(await self._redis.zcard(ks.client_index(realm)))
+
+    async def count_realms(self) -> int:
+        """ZCARD of the realm registry."""
+        with _translated():
+            return int(await self._redis.zcard(ks.REALMS))
+
+    async def claim_client_keys(
+        self, realm: str, client_id: str, thumbprints: Sequence[str]
+    ) -> str | None:
+        """All of the thumbprints for the client, or the other client that owns one."""
+        if not thumbprints:
+            return None
+        with _translated():
+            owner = await self._claim_client_keys(
+                keys=[ks.key_owners(realm)],
+                args=[ks.client_record_prefix(realm), client_id, *thumbprints],
+            )
+        return str(owner) if owner else None
+
+    async def release_client_keys(
+        self, realm: str, client_id: str, thumbprints: Sequence[str]
+    ) -> None:
+        """HDEL of the thumbprints the client still owns, in one script."""
+        if thumbprints:
+            with _translated():
+                await self._release_client_keys(
+                    keys=[ks.key_owners(realm)], args=[client_id, *thumbprints]
+                )
+
+    async def consume_jti(
+        self, realm: str, client_id: str, jti: str, ttl: float, quotas: Sequence[Quota] = ()
+    ) -> bool:
+        """Record a jti as used for ``ttl`` seconds: ``SET NX PX``, one atomic step;
+        ``quotas`` are counted in the same round trip (by the same script).
 
         :returns: ``False`` if it was already used (a replay).
+        :raises QuotaExceeded: one of ``quotas`` is exceeded.
         """
         digest = hashlib.sha256(f"{client_id}\0{jti}".encode()).hexdigest()
+        key, px = ks.jti(realm, digest), max(1, math.ceil(ttl * 1000))
+        if not quotas:
+            with _translated():
+                return bool(await self._redis.set(key, "", nx=True, px=px))
+        calls = _quotas.plan(quotas, per_slot=self._per_slot, jti=_quotas.Jti(key, px))
         with _translated():
-            first = await self._redis.set(
-                ks.jti(realm, digest), "", nx=True, px=max(1, math.ceil(ttl * 1000))
-            )
-        return bool(first)
+            replies = await self._count_calls(calls)
+        return _quotas.decode(quotas, calls, replies)[1]
+
+    async def count(self, quotas: Sequence[Quota]) -> list[int]:
+        """Apply the quotas' ops: one script call (on a Cluster, one per hash slot, in
+        one pipeline).
+
+        :raises QuotaExceeded: the first quota exceeded.
+        """
+        if not quotas:
+            return []
+        calls = _quotas.plan(quotas, per_slot=self._per_slot)
+        with _translated():
+            replies = await self._count_calls(calls)
+        return _quotas.decode(quotas, calls, replies)[0]
+
+    async def _count_calls(self, calls: Sequence[_quotas.Call]) -> list[Any]:
+        if len(calls) == 1:
+            call = calls[0]
+            return [await self._count_script(keys=call.keys, args=[call.spec])]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for call in calls:
+                pipe.eval(*call.command())
+            replies: list[Any] = await pipe.execute()
+        return replies
 
     async def changes(self) -> AsyncIterator[Change]:
         """Subscribe to both change channels, resubscribing after connection loss."""
@@ -431,10 +565,28 @@ class RedisStore:
 
     # Admin keys and the KEK check ------------------------------------------
 
-    async def put_admin_key(self, digest: str, key: AdminKey) -> None:
-        """SET of the admin key record under its digest."""
+    async def put_admin_key(
+        self, digest: str, key: AdminKey, *, events: Sequence[AuditEvent] = ()
+    ) -> None:
+        """SET of the admin key record under its digest; a realm-scoped key is first
+        added to its realm's index, by a script that checks the incarnation.
+
+        ``events`` go to the realm's stream in that script; a global key's, to the
+        global stream right after the SET (two slots: no script spans them).
+        """
         with _translated():
+            if key.realm is not None:
+                # The index first: it never misses a stored key. A key indexed into a
+                # realm deleted just after is refused anyway (its incarnation is gone).
+                added = await self._add_admin_key(
+                    keys=[ks.meta(key.realm), ks.admin_key_index(key.realm), ks.events(key.realm)],
+                    args=[digest, key.incarnation or "", *self._events.script_args(events)],
+                )
+                if not int(added):
+                    raise RealmGone(f"realm {key.realm!r} does not exist")
             await self._redis.set(ks.admin_key(digest), json.dumps(asdict(key)))
+            if key.realm is None:
+                await self._events.append_global(events)
 
     async def get_admin_key(self, digest: str) -> AdminKey | None:
         """GET of the admin key record."""
@@ -448,6 +600,43 @@ class RedisStore:
             await self._redis.set(ks.KEK_CHECK, value, nx=True)
             stored = await self._redis.get(ks.KEK_CHECK)
         return str(stored)
+
+    async def replace_kek_check(self, value: str) -> None:
+        """SET of the KEK check."""
+        with _translated():
+            await self._redis.set(ks.KEK_CHECK, value)
+
+    async def kek_ids(self) -> frozenset[str]:
+        """SMEMBERS of the KEK id set."""
+        with _translated():
+            members = await self._redis.smembers(ks.KEK_IDS)
+        return frozenset(str(m) for m in members)
+
+    async def add_kek_id(self, kek_id: str) -> None:
+        """SADD to the KEK id set."""
+        with _translated():
+            await self._redis.sadd(ks.KEK_IDS, kek_id)
+
+    async def remove_kek_ids(self, kek_ids: Sequence[str]) -> None:
+        """SREM from the KEK id set."""
+        if kek_ids:
+            with _translated():
+                await self._redis.srem(ks.KEK_IDS, *kek_ids)
+
+    # Audit events ------------------------------------------------------------
+
+    async def append_global_events(self, events: Sequence[AuditEvent]) -> None:
+        """XADD to the global stream, capped like the realms' streams."""
+        with _translated():
+            await self._events.append_global(events)
+
+    async def page_events(
+        self, realm: str | None, limit: int, cursor: str | None
+    ) -> Page[AuditEvent] | None:
+        """A realm's events (the global stream's for ``None``) newest first; the cursor
+        is the last entry's stream id. ``None`` if there is no such realm."""
+        with _translated():
+            return await self._events.page(realm, limit, cursor)
 
 
 def _change(channel: str, data: str) -> Change:
@@ -485,6 +674,17 @@ def _decode_key(raw: str) -> KeyRecord:
 
 def _decode_client(raw: str) -> Client:
     data = json.loads(raw)
-    for name in ("grant_types", "jwks", "allowed_rooms", "allowed_features"):
-        data[name] = tuple(data[name])
+    for name in _CLIENT_LISTS:
+        if name in data:  # records stored before a list existed take its default
+            data[name] = tuple(data[name])
     return Client(**data)
+
+
+_CLIENT_LISTS: Final = (
+    "grant_types",
+    "jwks",
+    "allowed_rooms",
+    "allowed_features",
+    "allowed_audiences",
+    "allowed_tenants",
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import datetime
 import hashlib
 import json
 from collections.abc import Mapping
@@ -11,11 +10,8 @@ from typing import Any, TypeAlias
 
 import jwt
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x25519
-from cryptography.x509.oid import NameOID
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from service.crypto import (
@@ -28,6 +24,7 @@ from service.crypto import (
     thumbprint,
 )
 from service.models import Algo
+from tests._certs import self_signed
 
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
@@ -235,19 +232,7 @@ def test_public_jwk_drops_private_members_and_sets_kid_alg_use(rsa_key: rsa.RSAP
 
 
 def _certificate(key: ec.EllipticCurvePrivateKey) -> str:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tenant")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(ser.Encoding.PEM).decode()
+    return self_signed(key).public_bytes(ser.Encoding.PEM).decode()
 
 
 def _public_text(key: PrivateKey, encoding: ser.Encoding, fmt: ser.PublicFormat) -> str:
@@ -304,10 +289,10 @@ def test_parse_public_key_accepts(algo: Algo, form: str, keys: dict[str, Private
 # parse_public_key: rejected ----------------------------------------------------
 
 
-def _rsa_with_bits(bits: int) -> str:
+def _rsa_with_bits(bits: int, e: int = 65537) -> str:
     # No need to generate a key this big: a public key is just (n, e), and n only has to be odd.
     n = (1 << (bits - 1)) | 1
-    key = rsa.RSAPublicNumbers(65537, n).public_key()
+    key = rsa.RSAPublicNumbers(e, n).public_key()
     return key.public_bytes(ser.Encoding.PEM, ser.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
@@ -425,6 +410,63 @@ def test_rsa_size_limits_are_named(rejected: dict[str, object]) -> None:
     with pytest.raises(InvalidKey, match="8200-bit RSA key; at most 8192"):
         parse_public_key(rejected["rsa-8200"])
     assert parse_public_key(_rsa_with_bits(8192)).bits == 8192
+    with pytest.raises(InvalidKey, match="2047-bit RSA key; at least 2048"):
+        parse_public_key(_rsa_with_bits(2047))
+    assert parse_public_key(_rsa_with_bits(2048)).bits == 2048
+
+
+def _rsa_jwk(bits: int, e: int) -> dict[str, Any]:
+    return jwk_by_pyjwt(rsa.RSAPublicNumbers(e, (1 << (bits - 1)) | 1).public_key())
+
+
+#: (modulus bits, e): a 3000-bit e (a 2048-bit n cannot hold it: cryptography wants
+#: e < n); an e almost as long as a 2048-bit n, which costs ~70 times 65537 to verify
+#: with; and 2^32 + 1, the first odd e too long.
+LONG_EXPONENTS = [(4096, (1 << 2999) | 1), (2048, (1 << 2046) | 1), (2048, 2**32 + 1)]
+
+
+@pytest.mark.parametrize(("bits", "e"), LONG_EXPONENTS, ids=["e3000", "e2047", "e2^32+1"])
+@pytest.mark.parametrize("form", ["pem", "jwk", "jwk-text"])
+def test_rsa_public_exponent_is_bounded(bits: int, e: int, form: str) -> None:
+    value: object = _rsa_with_bits(bits, e) if form == "pem" else _rsa_jwk(bits, e)
+    if form == "jwk-text":
+        value = json.dumps(value)
+    with pytest.raises(InvalidKey) as info:
+        parse_public_key(value)
+    detail = info.value.detail
+    assert f"has a {e.bit_length()}-bit RSA public exponent; e must be odd" in detail
+    assert str(e) not in detail and str(e)[:12] not in detail
+
+
+@pytest.mark.parametrize("e", [3, 17, 65537, 2**32 - 1])
+def test_rsa_public_exponents_up_to_2_to_the_32_are_accepted(e: int) -> None:
+    assert parse_public_key(_rsa_with_bits(2048, e)).bits == 2048
+    assert parse_public_key(_rsa_jwk(2048, e)).jwk["e"] == _rsa_jwk(2048, e)["e"]
+
+
+@pytest.mark.parametrize("e", [1, 2, 65538])
+def test_rsa_public_exponent_that_is_even_or_one_is_refused(e: int) -> None:
+    # cryptography itself refuses these (e >= 3 and odd); the JWK path must say no too.
+    jwk = {**_rsa_jwk(2048, 65537), "e": base64.urlsafe_b64encode(e.to_bytes(3)).decode()}
+    with pytest.raises(InvalidKey):
+        parse_public_key(jwk)
+
+
+@pytest.mark.parametrize("member", sorted(PRIVATE_MEMBERS))
+@pytest.mark.parametrize("kty", ["RSA", "EC", "OKP"])
+def test_jwk_with_any_private_member_is_refused_by_name(
+    member: str, kty: str, keys: dict[str, PrivateKey]
+) -> None:
+    algo = {"RSA": "rs256", "EC": "es256", "OKP": "eddsa"}[kty]
+    public = jwk_by_pyjwt(keys[algo].public_key())
+    with pytest.raises(InvalidKey) as info:
+        parse_public_key({**public, member: "AQAB"})
+    assert info.value.detail == f"JWK has private members ({member}); upload only the public key"
+
+
+def test_symmetric_jwk_is_refused_with_a_reason() -> None:
+    with pytest.raises(InvalidKey, match="is a symmetric JWK"):
+        parse_public_key({"kty": "oct", "k": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0"})
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from service import crypto
 from service.crypto import (
+    MAX_TOKEN_BYTES,
     CryptoError,
     GeneratedKey,
     InvalidKey,
@@ -537,6 +538,7 @@ def test_unverified_header_and_claims_of_a_good_token() -> None:
         f"{GOOD_HEADER}=.{GOOD_PAYLOAD}.c2ln",  # padding is not base64url
         f"{GOOD_HEADER}.{GOOD_PAYLOAD}.{'A' * 200_000}",
         "ünïcödé.ünïcödé.ünïcödé",
+        f"{GOOD_HEADER}.{GOOD_PAYLOAD}.\udcff",  # a lone surrogate cannot even be encoded
     ],
 )
 def test_unverified_header_rejects_malformed_tokens(token: str) -> None:
@@ -554,6 +556,101 @@ def test_verify_rejects_malformed_tokens(rsa_jwk: Mapping[str, Any]) -> None:
     with pytest.raises(InvalidToken) as exc:
         verify_jwt(f"{GOOD_HEADER}.{GOOD_PAYLOAD}", rsa_jwk, ["RS256"])
     assert exc.value.detail.startswith("malformed token")
+
+
+# Strict parsing: length and duplicate member names -----------------------------------
+
+HS_HEADER = b'{"alg":"HS256","kid":"k"}'
+
+
+def hs256_raw(header: bytes, payload: bytes, secret: str) -> str:
+    """A valid HS256 JWS over exactly these bytes: JSON that no dict can produce."""
+    signing_input = f"{b64(header)}.{b64(payload)}"
+    mac = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(mac)}"
+
+
+def token_of_length(length: int, secret: str) -> str:
+    """A valid HS256 token, signed by the service, of exactly ``length`` characters."""
+    # base64url never ends a segment at 1 mod 4 characters: another kid shifts the rest.
+    for kid in ("k", "kk", "kkk"):
+        for pad in range(max(0, length * 3 // 4 - 120), length):
+            claims = {"sub": "a", "pad": "x" * pad}
+            token = sign_jwt(secret, "hs256", kid=kid, typ="JWT", claims=claims)
+            if len(token) >= length:
+                break
+        if len(token) == length:
+            return token
+    pytest.fail(f"no token of {length} characters")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"sub":"a","exp":1800000300,"sub":"b"}',
+        b'{"sub":"a","context":{"user":{"id":"a","id":"b"}}}',
+        b'{"sub":"a","aud":[{"x":1,"x":2}]}',
+    ],
+    ids=["top-level", "nested", "in-an-array"],
+)
+def test_duplicate_claim_names_are_rejected(keys: dict[Algo, GeneratedKey], payload: bytes) -> None:
+    # RFC 7519 §4: reject, or take the last value; json.loads takes the last one.
+    secret = keys["hs256"].secret
+    assert verify_jwt(hs256_raw(HS_HEADER, b'{"sub":"a"}', secret), secret, ["HS256"])
+    token = hs256_raw(HS_HEADER, payload, secret)
+    with pytest.raises(InvalidToken) as exc:
+        verify_jwt(token, secret, ["HS256"])
+    assert exc.value.detail == "payload: duplicate member name"
+    with pytest.raises(InvalidToken):
+        unverified_claims(token)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b'{"alg":"HS256","kid":"k","kid":"other"}', b'{"alg":"none","alg":"HS256"}'],
+    ids=["kid", "alg"],
+)
+def test_duplicate_header_names_are_rejected(keys: dict[Algo, GeneratedKey], header: bytes) -> None:
+    # RFC 7515 §4: the same choice for the JOSE header, which joserfc decodes itself.
+    secret = keys["hs256"].secret
+    token = hs256_raw(header, b'{"sub":"a"}', secret)
+    for parse in (unverified_header, lambda t: verify_jwt(t, secret, ["HS256"])):
+        with pytest.raises(InvalidToken) as exc:
+            parse(token)
+        assert exc.value.detail == "header: duplicate member name"
+
+
+def test_deeply_nested_claims_are_malformed_not_a_crash(keys: dict[Algo, GeneratedKey]) -> None:
+    secret = keys["hs256"].secret
+    token = hs256_raw(HS_HEADER, b'{"a":' + b"[" * 3000 + b"]" * 3000 + b"}", secret)
+    assert len(token) <= MAX_TOKEN_BYTES
+    with pytest.raises(InvalidToken) as exc:  # not RecursionError, which would be a 500
+        verify_jwt(token, secret, ["HS256"])
+    assert exc.value.detail == "payload: not a JSON object"
+
+
+def test_a_token_of_8_KiB_is_parsed(keys: dict[Algo, GeneratedKey]) -> None:
+    secret = keys["hs256"].secret
+    token = token_of_length(MAX_TOKEN_BYTES, secret)
+    assert MAX_TOKEN_BYTES == 8192
+    assert verify_jwt(token, secret, ["HS256"])["sub"] == "a"
+
+
+@pytest.mark.parametrize("length", [MAX_TOKEN_BYTES + 1, 40_000])
+def test_a_longer_token_is_refused_before_it_is_decoded(
+    keys: dict[Algo, GeneratedKey], length: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = keys["hs256"].secret
+    token = token_of_length(length, secret)
+
+    def extract_compact(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a token over the limit reached joserfc")
+
+    monkeypatch.setattr("joserfc.jws.extract_compact", extract_compact)
+    for parse in (unverified_header, lambda t: verify_jwt(t, secret, ["HS256"])):
+        with pytest.raises(InvalidToken) as exc:
+            parse(token)
+        assert exc.value.detail == "malformed token: longer than 8192 bytes"
 
 
 # check_claims -----------------------------------------------------------------------

@@ -58,3 +58,13 @@ async def test_lines_are_written_in_batches() -> None:
     written = stream.getvalue().splitlines()
     assert len(written) == 3 and all(LINE.fullmatch(line) for line in written)
     assert written[0].split()[1] == "10.0.0.1:5000"
+
+
+def test_credentials_in_a_query_string_are_not_logged() -> None:
+    from service.http.hot import _redacted
+
+    query = b"limit=25&client_secret=s3cr3t&TOKEN=t0k&%74oken=t1k&cursor=abc&flag"
+    assert _redacted(query) == (
+        "limit=25&client_secret=[redacted]&TOKEN=[redacted]&%74oken=[redacted]&cursor=abc&flag"
+    )
+    assert _redacted(b"nothing-here") == "nothing-here"

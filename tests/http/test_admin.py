@@ -6,6 +6,7 @@ import asyncio
 import base64
 from pathlib import Path
 
+import jwt
 import redis
 from starlette.testclient import TestClient
 
@@ -55,7 +56,11 @@ def test_realm_lifecycle(
 def test_bad_realm_names_store_nothing(
     client: TestClient, admin: dict[str, str], redis_client: redis.Redis
 ) -> None:
-    before = redis_client.dbsize()
+    # Rate-limit counters (the admin key's) are not realm data.
+    def stored() -> set[str]:
+        return {k for k in redis_client.scan_iter() if ":quota:" not in k}
+
+    before = stored()
     for body in (
         {"name": "Acme"},
         {"name": ""},
@@ -66,7 +71,21 @@ def test_bad_realm_names_store_nothing(
     ):
         problem = assert_problem(client.post("/v1/realms", json=body, headers=admin), 400)
         assert problem["field"] == "name"
-    assert redis_client.dbsize() == before
+    assert stored() == before
+
+
+def scoped_key(settings: Settings, realm: str) -> dict[str, str]:
+    """Headers with a new admin key scoped to ``realm`` (made as the CLI makes it)."""
+
+    async def create() -> str:
+        store = connect(str(settings.redis_url))
+        try:
+            _key, secret = await AdminKeys(store, SystemClock()).create(realm)
+            return secret
+        finally:
+            await store.close()
+
+    return {"Authorization": f"Bearer {asyncio.run(create())}"}
 
 
 def test_realm_scoped_admin_key(
@@ -74,16 +93,7 @@ def test_realm_scoped_admin_key(
 ) -> None:
     client.post("/v1/realms", json={"name": "acme"}, headers=admin)
     client.post("/v1/realms", json={"name": "other"}, headers=admin)
-
-    async def scoped_key() -> str:
-        store = connect(str(settings.redis_url))
-        try:
-            _key, secret = await AdminKeys(store, SystemClock()).create("acme")
-            return secret
-        finally:
-            await store.close()
-
-    scoped = {"Authorization": f"Bearer {asyncio.run(scoped_key())}"}
+    scoped = scoped_key(settings, "acme")
     assert [r["name"] for r in client.get("/v1/realms", headers=scoped).json()["data"]] == ["acme"]
     assert client.get("/v1/realms/acme/jwt_keys", headers=scoped).status_code == 200
     assert (
@@ -99,6 +109,110 @@ def test_realm_scoped_admin_key(
         assert_problem(client.request(method, path, json={"algo": "es256"}, headers=scoped), 404)
     assert_problem(client.post("/v1/realms", json={"name": "mine"}, headers=scoped), 403)
     assert client.get("/v1/realms/other", headers=admin).status_code == 200
+
+
+def test_a_realm_scoped_key_does_not_outlive_its_realm(
+    client: TestClient, admin: dict[str, str], settings: Settings
+) -> None:
+    """After DELETE and a new POST of the same name, the old key manages nothing."""
+    assert client.post("/v1/realms", json={"name": "acme"}, headers=admin).status_code == 201
+    old = scoped_key(settings, "acme")
+    assert client.get("/v1/realms/acme", headers=old).status_code == 200
+    assert client.delete("/v1/realms/acme", headers=admin).status_code == 204
+    assert client.post("/v1/realms", json={"name": "acme"}, headers=admin).status_code == 201
+    for method, path, body in (
+        ("GET", "/v1/realms", None),
+        ("GET", "/v1/realms/acme", None),
+        ("PATCH", "/v1/realms/acme", {"rotation_interval": 0}),
+        ("GET", "/v1/realms/acme/jwt_keys", None),
+        ("POST", "/v1/realms/acme/jwt_keys", {"algo": "es256"}),
+        ("POST", "/v1/realms/acme/jwt_keys/rotate", {"immediate": True}),
+        ("GET", "/v1/realms/acme/clients", None),
+        ("DELETE", "/v1/realms/acme", None),
+    ):
+        assert_problem(client.request(method, path, json=body, headers=old), 401)
+    registered = client.post("/realms/acme/oauth/register", json={}, headers=old)
+    assert registered.status_code == 401 and registered.json()["error"] == "invalid_token"
+    assert client.get("/v1/realms/acme/clients", headers=admin).json()["data"] == []
+    keys = client.get("/v1/realms/acme/jwt_keys", headers=admin).json()["data"]
+    assert [(k["algo"], k["status"]) for k in keys] == [("rs256", "active")]  # untouched
+    # A key made for the new realm works, as before.
+    assert client.get("/v1/realms/acme", headers=scoped_key(settings, "acme")).status_code == 200
+
+
+def test_the_default_realm_cannot_be_deleted(
+    client: TestClient, admin: dict[str, str], settings: Settings
+) -> None:
+    for headers in (admin, scoped_key(settings, "default")):
+        problem = assert_problem(client.delete("/v1/realms/default", headers=headers), 409)
+        assert "default realm cannot be deleted" in str(problem["detail"])
+    assert client.get("/.well-known/jwks.json").status_code == 200
+    assert client.get("/.well-known/openid-configuration").status_code == 200
+    assert client.get("/v1/realms/default", headers=admin).status_code == 200
+
+
+KEYS = "/v1/realms/default/jwt_keys"
+
+
+def _hs256_keys(client: TestClient, admin: dict[str, str]) -> list[dict[str, object]]:
+    keys = client.get(f"{KEYS}?limit=100", headers=admin).json()["data"]
+    return [k for k in keys if k["algo"] == "hs256"]
+
+
+def test_hs256_rotation_returns_the_new_secret_once(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """Immediate rotation hands out the secret that now signs, as creation does."""
+    created = client.post(KEYS, json={"algo": "hs256"}, headers=admin)
+    assert created.status_code == 201 and created.headers["cache-control"] == "no-store"
+    rotated = client.post(
+        f"{KEYS}/rotate", json={"algo": "hs256", "immediate": True}, headers=admin
+    )
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.headers["cache-control"] == "no-store"
+    new = rotated.json()
+    assert (new["algo"], new["status"]) == ("hs256", "active")
+    assert new["key"] and new["key"] != created.json()["key"]
+    assert "key" not in client.get(f"{KEYS}/{new['id']}", headers=admin).json()  # only once
+    statuses = {k["id"]: k["status"] for k in _hs256_keys(client, admin)}
+    assert statuses == {new["id"]: "active", created.json()["id"]: "expired"}
+    # The secret returned is the one the server now signs HS256 access tokens with.
+    reg = client.post(
+        "/oauth/register", json={"access_token_signed_response_alg": "HS256"}, headers=admin
+    ).json()
+    token = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(reg["client_id"], reg["client_secret"]),
+    ).json()["access_token"]
+    assert jwt.get_unverified_header(token)["kid"] == new["kid"]
+    claims = jwt.decode(token, new["key"], algorithms=["HS256"], audience="http://testserver")
+    assert claims["client_id"] == reg["client_id"]
+
+
+def test_no_hs256_secret_is_made_that_nobody_receives(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    """A next HS256 key (rotate without immediate) and a replacement on DELETE would be
+    secrets no verifier has: both are refused, with what to do instead."""
+    active = client.post(KEYS, json={"algo": "hs256"}, headers=admin).json()
+    later = client.post(f"{KEYS}/rotate", json={"algo": "hs256"}, headers=admin)
+    assert "immediate=true" in str(assert_problem(later, 409)["detail"])
+    assert "retry-after" not in later.headers
+    for query in ("", "?force=true"):
+        refused = client.delete(f"{KEYS}/{active['id']}{query}", headers=admin)
+        assert "rotate first" in str(assert_problem(refused, 409)["detail"])
+    assert [(k["id"], k["status"]) for k in _hs256_keys(client, admin)] == [
+        (active["id"], "active")
+    ]
+    # Rotated first, the old key retires and can then be deleted.
+    rotated = client.post(
+        f"{KEYS}/rotate", json={"algo": "hs256", "immediate": True}, headers=admin
+    )
+    assert rotated.status_code == 200
+    deleted = client.delete(f"{KEYS}/{active['id']}?force=true", headers=admin)
+    assert deleted.status_code == 202
+    assert [k["id"] for k in _hs256_keys(client, admin)] == [rotated.json()["id"]]
 
 
 def test_key_listing_pages(client: TestClient, admin: dict[str, str]) -> None:

@@ -6,13 +6,20 @@ import asyncio
 import base64
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
 from starlette.testclient import TestClient
 
 from service import crypto
-from service.keys import KeyManager, RotationTooSoon, policy
+from service.keys import (
+    GenerateKey,
+    KeyManager,
+    RotationTooSoon,
+    UndeliveredSecret,
+    policy,
+    sealed_aad,
+)
 from service.models import KeyRecord, KeyRing, Realm
 from service.storage.redis import RedisStore
 from tests.conftest import KEK, FakeClock
@@ -204,3 +211,39 @@ async def test_scheduler_honours_each_realms_interval(store: RedisStore) -> None
     assert not [k for k in (await m.ring("frozen")).keys if k.status == "next"]
     assert len(active["fast"]) > len(active["default"]) >= 5
     assert (await m.realm("fast")).rotation_interval == fast
+
+
+async def test_hs256_never_gets_a_secret_nobody_receives(store: RedisStore) -> None:
+    """Manual rotation returns the new secret; every other path that would make one
+    (a next key, a replacement on delete, scheduled rotation) makes none."""
+    from service.keys import RotationScheduler
+
+    clock = FakeClock()
+    m = manager(store, clock)
+    await m.ensure_default_realm()
+    first = await m.create_key("default", GenerateKey("hs256"))
+    assert first.secret
+    refused: list[Callable[[], Awaitable[object]]] = [
+        lambda: m.rotate_key("default", "hs256"),  # a next key, published to nobody
+        lambda: m.rotate("default", "hs256", immediate=True),  # would drop the secret
+        lambda: m.delete_key("default", first.key.id),  # a replacement
+        lambda: m.delete_key("default", first.key.id, force=True),
+    ]
+    for call in refused:
+        with pytest.raises(UndeliveredSecret):
+            await call()
+    scheduler = RotationScheduler(m, INTERVAL)
+    for _step in range(12):
+        clock.advance(INTERVAL / 2)
+        await scheduler.run_once()
+    ring = await store.load_ring("default")
+    assert ring is not None
+    assert [(k.id, k.status) for k in ring.keys if k.algo == "hs256"] == [(first.key.id, "active")]
+    assert len({k.id for k in ring.keys if k.algo == "rs256"}) > 2  # the scheduler did run
+    rotated = await m.rotate_key("default", "hs256", immediate=True)
+    assert rotated.secret and rotated.secret != first.secret and rotated.key.signs
+    # The secret returned is the one stored (sealed) for the key that now signs.
+    stored = crypto.Sealer(base64.b64decode(KEK)).open(
+        rotated.key.sealed_secret or "", sealed_aad("default", rotated.key.id)
+    )
+    assert stored == rotated.secret.encode()

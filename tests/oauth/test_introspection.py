@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -211,3 +212,40 @@ def test_uploaded_key_expected_issuer_and_audience(
         headers=admin,
     )
     assert refused.status_code == 400 and refused.json()["field"] == "expected_issuer"
+
+
+def _registered_token(client: TestClient, admin: dict[str, str]) -> tuple[str, str]:
+    """A new client's id and an access token issued to it."""
+    reg = client.post("/oauth/register", json={}, headers=admin).json()
+    response = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(reg["client_id"], reg["client_secret"]),
+    )
+    return reg["client_id"], response.json()["access_token"]
+
+
+def test_a_deleted_clients_tokens_are_inactive_at_once(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    gone, token = _registered_token(client, admin)
+    _, other_token = _registered_token(client, admin)
+    assert introspect(client, admin, token)["client_id"] == gone
+    assert client.delete(f"/v1/realms/default/clients/{gone}", headers=admin).status_code == 204
+    assert introspect(client, admin, token) == {"active": False}
+    assert introspect(client, admin, other_token)["active"] is True
+
+
+def test_a_deleted_clients_tokens_are_inactive_in_every_replica(
+    make_client: Callable[..., TestClient], admin: dict[str, str]
+) -> None:
+    """Deleted through one replica, the client's tokens go inactive in the other, which
+    had it cached (the store's change message drops it there)."""
+    writer, reader = make_client(), make_client()
+    gone, token = _registered_token(writer, admin)
+    assert introspect(reader, admin, token)["active"] is True  # now cached in the reader
+    assert writer.delete(f"/v1/realms/default/clients/{gone}", headers=admin).status_code == 204
+    deadline = time.monotonic() + 5
+    while introspect(reader, admin, token)["active"]:
+        assert time.monotonic() < deadline, "the other replica still says active"
+        time.sleep(0.02)

@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -253,6 +254,7 @@ def test_request_errors(client: TestClient, admin: dict[str, str]) -> None:
         token_endpoint_auth_method="client_secret_post",
         scope="read",
         allowed_rooms=["standup"],
+        allowed_audiences=["https://api.example"],
     )
     auth = {"client_id": reg["client_id"], "client_secret": reg["client_secret"]}
     oauth_error(
@@ -422,8 +424,8 @@ def test_access_token_algorithm_chosen_by_the_client(
     )
     assert reg["access_token_signed_response_alg"] == "ES256"
     form = {**FORM, "client_id": reg["client_id"], "client_secret": reg["client_secret"]}
-    # The realm has no ES256 key yet.
-    assert "es256" in oauth_error(client.post(TOKEN_URL, data=form), 400, "invalid_request")
+    # The realm has no ES256 key yet: the operator's problem, not the client's.
+    assert "es256" in oauth_error(client.post(TOKEN_URL, data=form), 500, "server_error")
     client.post("/v1/realms/default/jwt_keys", json={"algo": "es256"}, headers=admin)
     token = client.post(TOKEN_URL, data=form).json()["access_token"]
     header = jwt.get_unverified_header(token)
@@ -447,10 +449,16 @@ def test_access_token_algorithm_chosen_by_the_client(
 
 
 def test_assertion_with_unknown_kid(
-    client: TestClient, admin: dict[str, str], rsa_key: rsa.RSAPrivateKey
+    client: TestClient,
+    admin: dict[str, str],
+    rsa_key: rsa.RSAPrivateKey,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "service.http.oauth")
     reg = register_key_client(client, admin, rsa_key)
     response = client.post(
         TOKEN_URL, data=assertion_form(assertion(rsa_key, reg["client_id"], kid="k9"))
     )
-    assert "kid" in oauth_error(response, 401, "invalid_client")
+    # The same answer as for an unknown client: the reason is in the log only.
+    assert oauth_error(response, 401, "invalid_client") == "client authentication failed"
+    assert "'k9' is not one of the client's keys" in caplog.text

@@ -13,7 +13,7 @@ import dataclasses
 import pytest
 import redis
 
-from service.models import Client, KeyRecord, KeyRing, Realm
+from service.models import AdminKey, Client, KeyRecord, KeyRing, Realm
 from service.storage import (
     RESUBSCRIBED,
     Change,
@@ -99,6 +99,52 @@ async def test_delete_realm_removes_every_key(store: RedisStore, redis_client: r
     assert all("{acme}" not in k for k in redis_client.scan_iter())
     assert await store.load_ring("keep") is not None
     assert [r.name for r in (await store.list_realms(10, None)).items] == ["keep"]
+
+
+async def test_delete_realm_deletes_its_admin_keys(
+    store: RedisStore, redis_client: redis.Redis
+) -> None:
+    """Every admin key scoped to the realm goes with it; other realms' and global keys stay."""
+    await store.create_realm(Realm("acme", NOW, incarnation="one"), [key(0)], NOW)
+    await store.create_realm(Realm("keep", NOW, incarnation="two"), [key(1)], NOW)
+    scoped = [AdminKey(f"adm_{n}", "acme", NOW, incarnation="one") for n in range(3)]
+    for n, admin_key in enumerate(scoped):
+        await store.put_admin_key(f"digest-{n}", admin_key)
+    kept = AdminKey("adm_keep", "keep", NOW, incarnation="two")
+    await store.put_admin_key("digest-keep", kept)
+    await store.put_admin_key("digest-global", AdminKey("adm_global", None, NOW))
+    assert await store.get_admin_key("digest-0") == scoped[0]
+    assert await store.delete_realm("acme")
+    assert [await store.get_admin_key(f"digest-{n}") for n in range(3)] == [None] * 3
+    assert await store.get_admin_key("digest-keep") == kept
+    assert await store.get_admin_key("digest-global") is not None
+    assert all("{acme}" not in k for k in redis_client.scan_iter())  # the index went too
+    # A new realm of the old name is another incarnation, with no admin keys.
+    await store.create_realm(Realm("acme", NOW, incarnation="three"), [key(2)], NOW)
+    assert await store.get_realm("acme") == Realm("acme", NOW, incarnation="three")
+    assert await store.get_admin_key("digest-0") is None
+
+
+async def test_admin_key_only_for_the_realm_incarnation_that_exists(
+    store: RedisStore, redis_client: redis.Redis
+) -> None:
+    await store.create_realm(Realm("acme", NOW, incarnation="one"), [key(0)], NOW)
+    for stale in (
+        AdminKey("adm_1", "acme", NOW, incarnation="gone"),  # an earlier acme
+        AdminKey("adm_2", "nope", NOW),  # no such realm
+    ):
+        with pytest.raises(RealmGone):
+            await store.put_admin_key("digest", stale)
+    assert await store.get_admin_key("digest") is None
+    assert redis_client.scard("jwks:{acme}:admin-keys") == 0
+    assert redis_client.exists("jwks:{nope}:admin-keys") == 0
+    # A realm stored before incarnations existed takes keys without one.
+    await store.create_realm(Realm("old", NOW), [key(1)], NOW)
+    await store.put_admin_key("digest", AdminKey("adm_3", "old", NOW))
+    assert await store.get_realm("old") == Realm("old", NOW)
+    assert await store.delete_realm("old")
+    assert await store.get_admin_key("digest") is None
+    assert await store.get_realm("old") is None
 
 
 async def test_ttl_prunes_record_and_index(store: RedisStore, redis_client: redis.Redis) -> None:
@@ -232,3 +278,22 @@ async def test_unreachable_cluster_or_sentinel_is_store_unavailable(template: st
             await nobody.load_ring("acme")
     finally:
         await nobody.close()
+
+
+async def test_a_public_key_is_owned_by_one_client_at_most(store: RedisStore) -> None:
+    await new_realm(store)
+    await new_realm(store, "other")
+    await store.put_client("acme", client(1))
+    await store.put_client("acme", client(2))
+    assert await store.claim_client_keys("acme", "jcl_1", ["t1", "t2"]) is None
+    assert await store.claim_client_keys("acme", "jcl_1", ["t1"]) is None  # its own again
+    # All or nothing: t3 is not taken either when t2 belongs to jcl_1.
+    assert await store.claim_client_keys("acme", "jcl_2", ["t3", "t2"]) == "jcl_1"
+    assert await store.claim_client_keys("other", "jcl_2", ["t2"]) is None  # another realm
+    await store.release_client_keys("acme", "jcl_2", ["t1"])  # not its key: no effect
+    assert await store.claim_client_keys("acme", "jcl_2", ["t1"]) == "jcl_1"
+    await store.release_client_keys("acme", "jcl_1", ["t1"])
+    assert await store.claim_client_keys("acme", "jcl_2", ["t1", "t3"]) is None
+    # A key of a client that no longer exists is free.
+    await store.delete_client("acme", client(1))
+    assert await store.claim_client_keys("acme", "jcl_2", ["t2"]) is None
