@@ -1,8 +1,15 @@
 """Rate limits and failed-authentication lockouts, counted in the store.
 
-Every counter is a fixed window in the store (:meth:`Store.count`), so that all
-replicas share it; a request's counters take one round trip, made before its
-credentials are checked:
+Every counter is a fixed window in the store, so that all replicas share it. A
+client_secret request (the hot path) waits for no round trip: it is judged on
+this process's view of its counters (what the store last said, plus what this
+process counted since), and its counts go to the store behind it, batched with
+every other request's every ``FLUSH_INTERVAL`` seconds in one script call, whose
+answer refreshes the view. So a limit may be passed by what the other replicas
+counted in the last interval, and a lockout started on another replica holds
+here from the first batch after it (its failures themselves are counted at once:
+every wrong secret waits for its count). The admin API and private_key_jwt (whose
+jti needs the store anyway) count in the request's own round trip:
 
 - the token endpoint counts each request per client and per source address;
   introspection per client; the admin API (and a Bearer admin key at register and
@@ -29,7 +36,10 @@ all the same: its jti needs the store.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -49,6 +59,12 @@ Endpoint = Literal["token", "introspect"]
 WINDOW: Final = 60.0
 #: Seconds the limiter leaves a store alone after it failed to answer.
 FAIL_OPEN_FOR: Final = 1.0
+#: Seconds a client request's counts wait, to go to the store with the others.
+FLUSH_INTERVAL: Final = 0.05
+#: Counters remembered in the view; past it, those whose window ended go first.
+MAX_VIEW: Final = 100_000
+
+_Key = tuple[str, str, str | None]
 _FAILURES: Final = "failures"
 
 
@@ -99,6 +115,12 @@ class RateLimiter:
         self._clock = clock
         self._limits = limits
         self._resume_at = float("-inf")
+        # The view: each counter's count as the store last said, and when its window
+        # ends (clock time); the counts not yet sent, and those sent but not answered.
+        self._view: dict[_Key, tuple[int, float]] = {}
+        self._pending: dict[_Key, Quota] = {}
+        self._sent: dict[_Key, int] = {}
+        self._flush: asyncio.Task[None] | None = None
 
     async def admit_client(
         self,
@@ -121,15 +143,26 @@ class RateLimiter:
         lim = self._limits
         if client_id and lim.failures:
             quotas.append(Quota(_FAILURES, client_id, realm, "check", lim.failures, lim.lockout))
-        counts = await self._count(quotas)
+        if not quotas:
+            return Admission(realm, client_id)
+        now = self._clock.now()
+        for quota in quotas:
+            self._defer(quota)
+        self._schedule()
+        for quota in quotas:
+            count, ends = self._seen(quota, now)
+            if _over(quota, count):
+                raise _refusal_of(quota, max(1, math.ceil(ends - now)))
         # The client id's failures are the last count, if they were read.
-        failures = counts[-1] if client_id and lim.failures else 0
+        failures = self._seen(quotas[-1], now)[0] if client_id and lim.failures else 0
         return Admission(realm, client_id, failures)
 
     async def client_succeeded(self, admission: Admission) -> None:
         """Reset the client id's failures, if it had any."""
         if admission.failures:
-            await self._count([Quota(_FAILURES, admission.client_id, admission.realm, "reset")])
+            reset = Quota(_FAILURES, admission.client_id, admission.realm, "reset")
+            await self._count([reset])
+            self._view.pop(_key(reset), None)
 
     async def client_failed(self, realm: str, address: str | None, client_id: str | None) -> None:
         """Count a failed client authentication against ``address`` and ``client_id``."""
@@ -202,21 +235,89 @@ class RateLimiter:
         return [Quota(_FAILURES, subject, None, op, lim.failures_per_address, lim.lockout)]
 
     async def _failed(self, quotas: list[Quota]) -> None:
-        try:
-            counts = await self._count(quotas)
-        except RateLimited:
-            # Failures that raced past the lockout check: this request's credentials
-            # were checked, so it gets the answer of the check.
+        tallies = await self._tally(quotas)
+        if tallies is None:
             return
-        for quota, count in zip(quotas, counts, strict=True):
-            if count == quota.limit:
+        now = self._clock.now()
+        for quota, (count, left) in zip(quotas, tallies, strict=True):
+            self._view[_key(quota)] = (count, now + left)  # a lockout holds here at once
+            if count == quota.limit:  # this failure started the lockout
+                who = (
+                    f"client id {quota.subject!r} of realm {quota.realm}"
+                    if quota.realm
+                    else f"address {quota.subject.removeprefix('addr:')}"
+                )
                 log.warning(
-                    "%s %r locked out for %d s after %d failed authentications",
-                    "client id" if quota.realm else "address",
-                    quota.subject.removeprefix("addr:"),
+                    "%s locked out for %d s after %d failed authentications",
+                    who,
                     quota.window,
                     count,
                 )
+
+    # The view, and the counts behind it ----------------------------------------
+
+    def _seen(self, quota: Quota, now: float) -> tuple[int, float]:
+        """The counter as this process sees it: the store's last count (while its
+        window lasts) plus what was counted here since; and when the window ends."""
+        key = _key(quota)
+        count, ends = self._view.get(key, (0, 0.0))
+        if ends <= now:
+            count, ends = 0, now + quota.window
+        pending = self._pending.get(key)
+        return count + self._sent.get(key, 0) + (pending.amount if pending else 0), ends
+
+    def _defer(self, quota: Quota) -> None:
+        """Count ``quota`` (a hit, or a check that refreshes the view) in the next batch."""
+        key = _key(quota)
+        pending = self._pending.get(key)
+        if pending is None:
+            amount = 1 if quota.op == "hit" else 0
+            self._pending[key] = dataclasses.replace(quota, amount=amount)
+        elif quota.op == "hit":
+            self._pending[key] = dataclasses.replace(pending, amount=pending.amount + 1)
+
+    def _schedule(self) -> None:
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().create_task(self._send_batch())
+
+    async def _send_batch(self) -> None:
+        """After ``FLUSH_INTERVAL``, every pending count in one call; the answers
+        become the view."""
+        await asyncio.sleep(FLUSH_INTERVAL)
+        batch, self._pending = list(self._pending.values()), {}
+        for quota in batch:
+            self._sent[_key(quota)] = quota.amount
+        try:
+            tallies = await self._tally(batch)
+            now = self._clock.now()
+            for quota, (count, left) in zip(batch, tallies or (), strict=False):
+                self._view[_key(quota)] = (count, now + left)
+        finally:
+            self._sent.clear()
+            self._flush = None
+            if len(self._view) > MAX_VIEW:
+                self._forget(self._clock.now())
+            if self._pending:
+                self._schedule()
+
+    def _forget(self, now: float) -> None:
+        for key in [k for k, (_, ends) in self._view.items() if ends <= now]:
+            del self._view[key]
+        while len(self._view) > MAX_VIEW:  # the oldest counters first
+            del self._view[next(iter(self._view))]
+
+    async def _tally(self, quotas: Sequence[Quota]) -> list[tuple[int, float]] | None:
+        """The counts and windows; ``None`` if the store does not answer (fail open)."""
+        now = self._clock.now()
+        if not quotas or now < self._resume_at:
+            return None
+        try:
+            return await self._store.tally(quotas)
+        except StoreUnavailable as exc:
+            if self._resume_at < now - FAIL_OPEN_FOR:  # once per outage, not per request
+                log.warning("rate limits not counted, the store did not answer: %s", exc.detail)
+            self._resume_at = now + FAIL_OPEN_FOR
+            return None
 
     async def _count(self, quotas: Sequence[Quota]) -> list[int]:
         """The counts; zeros if the store does not answer (fail open)."""
@@ -237,8 +338,24 @@ class RateLimiter:
 
 
 def _refusal(exc: QuotaExceeded) -> RateLimited:
-    if exc.quota.scope == _FAILURES:
+    return _refusal_of(exc.quota, exc.retry_after)
+
+
+def _refusal_of(quota: Quota, retry_after: int) -> RateLimited:
+    if quota.scope == _FAILURES:
         detail = "too many failed authentications; retry later"
     else:
         detail = "too many requests; retry later"
-    return RateLimited(detail, retry_after=exc.retry_after)
+    return RateLimited(detail, retry_after=retry_after)
+
+
+def _key(quota: Quota) -> _Key:
+    return quota.scope, quota.subject, quota.realm
+
+
+def _over(quota: Quota, count: int) -> bool:
+    # As the store judges it: a check (a lockout) holds at the limit; a hit is the
+    # request itself, so the limit-th is still let through.
+    if quota.limit <= 0:
+        return False
+    return count >= quota.limit if quota.op == "check" else count > quota.limit

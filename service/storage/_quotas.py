@@ -20,7 +20,7 @@ from service.storage import _keyspace as ks
 from service.storage import _scripts
 from service.storage.base import Quota, QuotaExceeded
 
-__all__ = ["Call", "Jti", "decode", "plan"]
+__all__ = ["Call", "Jti", "decode", "plan", "tallies"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ def plan(quotas: Sequence[Quota], *, per_slot: bool, jti: Jti | None = None) -> 
     This runs on every limited request: plain loops, no more than it needs.
     """
     keys = [ks.quota(q.scope, q.subject, q.realm) for q in quotas]
-    specs = [f"{q.op} {_ms(q.window)} {q.limit}" for q in quotas]
+    specs = [f"{q.op} {_ms(q.window)} {q.limit} {q.amount}" for q in quotas]
     if jti is not None:
         keys.append(jti.key)
-        specs.append(f"once {jti.ms} 0")
+        specs.append(f"once {jti.ms} 0 1")
     if not per_slot:
         return [Call(tuple(range(len(keys))), tuple(keys), " ".join(specs))]
     groups: dict[str, list[int]] = {}
@@ -73,16 +73,28 @@ def decode(
 
     :raises QuotaExceeded: for the first quota (in ``quotas`` order) that is exceeded.
     """
-    counts = [0] * (len(quotas) + 1)
-    left = [0] * (len(quotas) + 1)
-    for call, reply in zip(calls, replies, strict=True):
-        numbers = str(reply).split()
-        for n, i in enumerate(call.entries):
-            counts[i], left[i] = int(numbers[2 * n]), int(numbers[2 * n + 1])
+    counts, left = _parse(len(quotas) + 1, calls, replies)
     for i, q in enumerate(quotas):
         if _exceeded(q, counts[i]):
             raise QuotaExceeded(q, max(1, math.ceil(left[i] / 1000)))
     return counts[:-1], counts[-1] == 1
+
+
+def tallies(
+    quotas: Sequence[Quota], calls: Sequence[Call], replies: Sequence[Any]
+) -> list[tuple[int, float]]:
+    """Each quota's count and the seconds left in its window, whatever its limit."""
+    counts, left = _parse(len(quotas), calls, replies)
+    return [(count, ms / 1000) for count, ms in zip(counts, left, strict=True)]
+
+
+def _parse(size: int, calls: Sequence[Call], replies: Sequence[Any]) -> tuple[list[int], list[int]]:
+    counts, left = [0] * size, [0] * size
+    for call, reply in zip(calls, replies, strict=True):
+        numbers = str(reply).split()
+        for n, i in enumerate(call.entries):
+            counts[i], left[i] = int(numbers[2 * n]), int(numbers[2 * n + 1])
+    return counts, left
 
 
 def _exceeded(quota: Quota, count: int) -> bool:

@@ -243,10 +243,10 @@ end
 return cjson.encode({found = true, ids = ids, events = events})
 """
 
-# KEYS: quota counters (on a Cluster, all in one slot).  ARGV[1]: "op ms limit"
-# for each key, space-separated (one argument and one reply string, not dozens:
+# KEYS: quota counters (on a Cluster, all in one slot).  ARGV[1]: "op ms limit
+# amount" for each key, space-separated (one argument and one reply string, not dozens:
 # packing and parsing them cost the client more than the script costs the server).
-# ops as in base.Quota: 'hit' and 'fail' INCR (the first starts the window; a
+# ops as in base.Quota: 'hit' and 'fail' INCRBY amount (the first starts the window; a
 # 'fail' reaching the limit starts it again, for the lockout), 'check' GETs,
 # 'reset' DELs; and 'once' records a jti (SET NX PX: count 1 the first time, 0 on
 # a replay). Returns "count left count left ...", left being the ms left in the
@@ -255,7 +255,8 @@ COUNT: Final = """
 local spec, out = {}, {}
 for word in string.gmatch(ARGV[1], '%S+') do table.insert(spec, word) end
 for i, key in ipairs(KEYS) do
-  local op, ms, limit = spec[3 * i - 2], tonumber(spec[3 * i - 1]), tonumber(spec[3 * i])
+  local op, ms, limit = spec[4 * i - 3], tonumber(spec[4 * i - 2]), tonumber(spec[4 * i - 1])
+  local amount = tonumber(spec[4 * i])
   local count, left = 0, 0
   if op == 'once' then
     if redis.call('SET', key, '', 'NX', 'PX', ms) then count = 1 end
@@ -264,8 +265,8 @@ for i, key in ipairs(KEYS) do
   elseif op == 'check' then
     count = tonumber(redis.call('GET', key) or '0')
   else
-    count = redis.call('INCR', key)
-    if count == 1 or (op == 'fail' and count == limit) then
+    count = redis.call('INCRBY', key, amount)
+    if count == amount or (op == 'fail' and count == limit) then
       redis.call('PEXPIRE', key, ms)
     end
   end

@@ -86,6 +86,8 @@ class Quota:
     op: Literal["hit", "fail", "check", "reset"]
     limit: int = 0
     window: float = 60.0
+    #: How many requests a ``hit`` counts (a batch of them, counted at once).
+    amount: int = 1
 
 
 class StorageError(ServiceError):
@@ -266,6 +268,11 @@ class Store(Protocol):
         :returns: each counter's count after its op.
         :raises QuotaExceeded: the first quota exceeded (every op was applied).
         """
+        ...
+
+    async def tally(self, quotas: Sequence[Quota]) -> list[tuple[int, float]]:
+        """Apply every quota's op like :meth:`count`, and return each counter's count
+        and the seconds left in its window, whether a limit is exceeded or not."""
         ...
 
     async def count_clients(self, realm: str) -> int:

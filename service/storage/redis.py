@@ -530,6 +530,16 @@ class RedisStore:
             replies = await self._count_calls(calls)
         return _quotas.decode(quotas, calls, replies)[0]
 
+    async def tally(self, quotas: Sequence[Quota]) -> list[tuple[int, float]]:
+        """Apply the quotas' ops like :meth:`count`; each count and the seconds left in
+        its window, exceeded or not."""
+        if not quotas:
+            return []
+        calls = _quotas.plan(quotas, per_slot=self._per_slot)
+        with _translated():
+            replies = await self._count_calls(calls)
+        return _quotas.tallies(quotas, calls, replies)
+
     async def _count_calls(self, calls: Sequence[_quotas.Call]) -> list[Any]:
         if len(calls) == 1:
             call = calls[0]

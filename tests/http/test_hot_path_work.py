@@ -4,9 +4,10 @@ Every function that imports a key (joserfc's importers, which ours end in),
 opens a sealed secret, or reads or writes the store is wrapped and counted.
 After the first request after a change (which may load and import), 100 requests
 of each kind count nothing at all, except the one jti write of each
-private_key_jwt request. The periodic version check of the caches runs in the
-background, not in any request, and is not counted (it is batched: one round
-trip for all cached realms).
+private_key_jwt request (which carries its rate-limit counts). The periodic
+version check of the caches and the rate limits' batched counts run in the
+background, not in any request, and are not counted (each is one round trip for
+many requests or realms).
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from tests.oauth.test_token import (
 FORM = {"grant_type": "client_credentials"}
 #: Store methods that requests could call; the background version checks are not here.
 STORE_CALLS = (
+    # The rate limits' counts of a request, had it to wait for them; they go to the
+    # store behind the requests, batched (``tally``, like the version check: not
+    # counted).
+    "count",
     "load_ring",
     "ring_version",
     "get_key",
