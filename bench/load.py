@@ -184,13 +184,18 @@ class _Connection:
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         status = int(lines[0].split()[1])
-        length = 0
+        length, closing = 0, False
         for line in lines[1:]:
             name, _, value = line.partition(":")
-            if name.strip().lower() == "content-length":
+            name = name.strip().lower()
+            if name == "content-length":
                 length = int(value)
+            elif name == "connection":
+                closing = value.strip().lower() == "close"
         if length:
             await self.reader.readexactly(length)
+        if closing:  # the server's last answer on it (JWKS_KEEP_ALIVE_REQUESTS)
+            self.close()
         return status
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from service.clock import Clock
 from service.config import Settings
@@ -118,7 +118,9 @@ class RateLimiter:
         # The view: each counter's count as the store last said, and when its window
         # ends (clock time); the counts not yet sent, and those sent but not answered.
         self._view: dict[_Key, tuple[int, float]] = {}
-        self._pending: dict[_Key, Quota] = {}
+        self._pending: dict[_Key, list[Any]] = {}  # key -> [quota, hits]
+        # Each request's counters, made once per (realm, endpoint, address, client).
+        self._plans: dict[tuple[object, ...], list[Quota]] = {}
         self._sent: dict[_Key, int] = {}
         self._flush: asyncio.Task[None] | None = None
 
@@ -138,11 +140,14 @@ class RateLimiter:
 
         :raises RateLimited: over a limit, or locked out.
         """
-        quotas = self._requests(realm, endpoint, address, client_id if known else None)
-        quotas += self._address_failures(address, "check")
+        plan = (realm, endpoint, address, client_id, known)
+        quotas = self._plans.get(plan)
+        if quotas is None:
+            quotas = self._plan(realm, endpoint, address, client_id, known)
+            if len(self._plans) >= MAX_VIEW:
+                self._plans.clear()
+            self._plans[plan] = quotas
         lim = self._limits
-        if client_id and lim.failures:
-            quotas.append(Quota(_FAILURES, client_id, realm, "check", lim.failures, lim.lockout))
         if not quotas:
             return Admission(realm, client_id)
         now = self._clock.now()
@@ -156,6 +161,16 @@ class RateLimiter:
         # The client id's failures are the last count, if they were read.
         failures = self._seen(quotas[-1], now)[0] if client_id and lim.failures else 0
         return Admission(realm, client_id, failures)
+
+    def _plan(
+        self, realm: str, endpoint: Endpoint, address: str | None, client_id: str, known: bool
+    ) -> list[Quota]:
+        quotas = self._requests(realm, endpoint, address, client_id if known else None)
+        quotas += self._address_failures(address, "check")
+        lim = self._limits
+        if client_id and lim.failures:
+            quotas.append(Quota(_FAILURES, client_id, realm, "check", lim.failures, lim.lockout))
+        return quotas
 
     async def client_succeeded(self, admission: Admission) -> None:
         """Reset the client id's failures, if it had any."""
@@ -264,17 +279,17 @@ class RateLimiter:
         if ends <= now:
             count, ends = 0, now + quota.window
         pending = self._pending.get(key)
-        return count + self._sent.get(key, 0) + (pending.amount if pending else 0), ends
+        return count + self._sent.get(key, 0) + (pending[1] if pending else 0), ends
 
     def _defer(self, quota: Quota) -> None:
         """Count ``quota`` (a hit, or a check that refreshes the view) in the next batch."""
         key = _key(quota)
         pending = self._pending.get(key)
+        hit = quota.op == "hit"
         if pending is None:
-            amount = 1 if quota.op == "hit" else 0
-            self._pending[key] = dataclasses.replace(quota, amount=amount)
-        elif quota.op == "hit":
-            self._pending[key] = dataclasses.replace(pending, amount=pending.amount + 1)
+            self._pending[key] = [quota, 1 if hit else 0]
+        elif hit:
+            pending[1] += 1
 
     def _schedule(self) -> None:
         if self._flush is None:
@@ -284,7 +299,8 @@ class RateLimiter:
         """After ``FLUSH_INTERVAL``, every pending count in one call; the answers
         become the view."""
         await asyncio.sleep(FLUSH_INTERVAL)
-        batch, self._pending = list(self._pending.values()), {}
+        pending, self._pending = self._pending, {}
+        batch = [dataclasses.replace(quota, amount=hits) for quota, hits in pending.values()]
         for quota in batch:
             self._sent[_key(quota)] = quota.amount
         try:
