@@ -12,7 +12,8 @@ layer, the outermost app:
   requests at a time so that cheap requests never queue behind many of them;
 - passes everything else (and every other method on these paths) to the app;
 - writes the access log line of every request (:mod:`.access_log`), and adds
-  ``X-Content-Type-Options: nosniff`` to every response.
+  ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy that allows
+  nothing to every response.
 
 Routes and handlers stay defined once, in :mod:`.wellknown` and :mod:`.oauth`;
 this layer only finds them faster.
@@ -45,9 +46,11 @@ __all__ = ["HotPaths"]
 
 _JWKS: Final = ".well-known/jwks.json"
 _EMPTY: Final[Message] = {"type": "http.response.body", "body": b""}
-#: On every response: no browser may guess another type than the one declared
-#: (a JWKS or a token answer sniffed as HTML would be a script's way in).
+#: On every response: no browser may guess another type than the one declared (a
+#: JWKS or a token answer sniffed as HTML would be a script's way in), and nothing
+#: served here may run, load anything or be framed, were it ever rendered.
 _NOSNIFF: Final = (b"x-content-type-options", b"nosniff")
+_CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -148,6 +151,7 @@ class HotPaths:
             return prebuilt
         headers = [
             _NOSNIFF,
+            _CSP,
             (b"cache-control", f"public, max-age={max_age}".encode()),
             (b"etag", document.etag.encode()),
             # Public data: browser-side verifiers may fetch it too.
@@ -197,7 +201,7 @@ class HotPaths:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), _NOSNIFF]
+                message["headers"] = [*message.get("headers", ()), _NOSNIFF, _CSP]
             await send(message)
 
         await app(scope, receive, sending)

@@ -8,6 +8,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 FORM = {"grant_type": "client_credentials"}
+CSP = "default-src 'none'; frame-ancestors 'none'"
 
 
 def _concrete(path: str) -> str:
@@ -31,17 +32,19 @@ def test_every_response_says_nosniff(client: TestClient, admin: dict[str, str]) 
                     path,
                     response.status_code,
                 )
+                assert response.headers.get("content-security-policy") == CSP, (method, path)
                 seen.add(response.status_code)
     etag = client.get("/.well-known/jwks.json").headers["etag"]
     not_modified = client.get("/.well-known/jwks.json", headers={"If-None-Match": etag})
     assert not_modified.status_code == 304
     assert not_modified.headers["x-content-type-options"] == "nosniff"
+    assert not_modified.headers["content-security-policy"] == CSP
     assert {200, 401, 404, 405} <= seen
 
 
 def test_no_response_is_html(client: TestClient, admin: dict[str, str]) -> None:
-    # Nothing here renders HTML, so no page needs a Content-Security-Policy; if one
-    # ever does, this test is where its policy gets checked.
+    # Nothing here renders HTML; every answer carries a policy that would let an
+    # HTML one do nothing (above).
     for path in ("/", "/nothing", "/.well-known/jwks.json", "/v1/realms", "/oauth/token"):
         for headers in ({}, admin):
             response = client.get(path, headers=headers)
