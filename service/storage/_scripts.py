@@ -105,7 +105,8 @@ local more = #redis.call('ZREVRANGEBYLEX', KEYS[2], max, '-', 'LIMIT', 0, 1) > 0
 return cjson.encode({found = true, records = records, last = last, more = more})
 """
 
-# KEYS: meta, version, key index, client index, client version, admin key index, events.
+# KEYS: meta, version, key index, client index, client version, admin key index, events,
+# key owners.
 # ARGV: key record prefix, channel, realm, client record prefix, client channel.
 # Returns {"deleted", "admin_keys"}: the digests of the admin keys scoped to the
 # realm, whose records (outside the realm's slot) the caller deletes next. They
@@ -120,7 +121,7 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[4], 0, -1)) do
 end
 local admin_keys = redis.call('SMEMBERS', KEYS[6])
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
-if KEYS[7] then redis.call('DEL', KEYS[7]) end
+for i = 7, #KEYS do redis.call('DEL', KEYS[i]) end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 redis.call('PUBLISH', ARGV[5], ARGV[3])
 return cjson.encode({deleted = true, admin_keys = admin_keys})

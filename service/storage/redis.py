@@ -207,6 +207,7 @@ class RedisStore:
                     ks.client_version(name),
                     ks.admin_key_index(name),
                     ks.events(name),
+                    ks.key_owners(name),
                 ],
                 args=[
                     ks.key_record_prefix(name),

@@ -94,6 +94,8 @@ async def test_save_into_deleted_realm(store: RedisStore) -> None:
 async def test_delete_realm_removes_every_key(store: RedisStore, redis_client: redis.Redis) -> None:
     await new_realm(store, "acme", key(0), key(1))
     await new_realm(store, "keep", key(2))
+    await store.put_client("acme", client(1))
+    assert await store.claim_client_keys("acme", "jcl_1", ["thumbprint"]) is None
     assert await store.delete_realm("acme")
     assert not await store.delete_realm("acme")
     assert all("{acme}" not in k for k in redis_client.scan_iter())
