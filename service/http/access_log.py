@@ -16,8 +16,11 @@ import asyncio
 import sys
 import time
 from typing import Final, TextIO
+from urllib.parse import unquote_to_bytes
 
-__all__ = ["AccessLog"]
+from starlette.types import Scope
+
+__all__ = ["AccessLog", "request_target"]
 
 FLUSH_INTERVAL: Final = 0.5
 #: Lines held at most between writes.
@@ -72,3 +75,43 @@ class AccessLog:
         stream = self._stream or sys.stdout
         stream.write("\n".join(lines) + "\n")
         stream.flush()
+
+
+def request_target(scope: Scope) -> str:
+    """The request target for a log line: the path as the client sent it, still
+    percent-encoded (a decoded ``%0A`` would let a caller write a line of its own),
+    and the query with the values of credential parameters hidden."""
+    raw: bytes | None = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"].encode("unicode_escape").decode()
+    query: bytes = scope["query_string"]
+    return path + ("?" + _redacted(query) if query else "")
+
+
+#: Query parameters whose values are credentials: never written to the access log,
+#: even when a client sends them where they do not belong.
+_SECRET_PARAMS: Final = frozenset(
+    {
+        b"client_secret",
+        b"client_assertion",
+        b"token",
+        b"access_token",
+        b"refresh_token",
+        b"assertion",
+        b"key",
+        b"secret",
+        b"password",
+        b"code",
+    }
+)
+
+
+def _redacted(query: bytes) -> str:
+    """The query string for the log, with the values of credential parameters hidden."""
+    if b"=" not in query:
+        return query.decode("latin-1")
+    parts = []
+    for part in query.split(b"&"):
+        name, eq, _ = part.partition(b"=")
+        secret = eq and unquote_to_bytes(name.replace(b"+", b" ")).lower() in _SECRET_PARAMS
+        parts.append(name + b"=[redacted]" if secret else part)
+    return b"&".join(parts).decode("latin-1")

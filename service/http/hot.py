@@ -28,14 +28,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any, Final
-from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 from service.http._state import Services
-from service.http.access_log import AccessLog
+from service.http.access_log import AccessLog, request_target
 from service.http.limits import BodySizeLimit
 from service.http.oauth import introspect, token
 from service.http.wellknown import JWKS_MEDIA_TYPE, if_none_match
@@ -111,12 +110,10 @@ class HotPaths:
         else:
             status = await self._status_of(self.app, scope, receive, send)
         if self._log is not None:
-            query = scope["query_string"]
-            target = path + ("?" + _redacted(query) if query else "")
             self._log.record(
                 scope.get("client"),
                 method,
-                target,
+                request_target(scope),
                 scope["http_version"],
                 status,
                 perf_counter() - begin,
@@ -206,36 +203,6 @@ class HotPaths:
 
         await app(scope, receive, sending)
         return status
-
-
-#: Query parameters whose values are credentials: never written to the access log,
-#: even when a client sends them where they do not belong.
-_SECRET_PARAMS: Final = frozenset(
-    {
-        b"client_secret",
-        b"client_assertion",
-        b"token",
-        b"access_token",
-        b"refresh_token",
-        b"assertion",
-        b"key",
-        b"secret",
-        b"password",
-        b"code",
-    }
-)
-
-
-def _redacted(query: bytes) -> str:
-    """The query string for the log, with the values of credential parameters hidden."""
-    if b"=" not in query:
-        return query.decode("latin-1")
-    parts = []
-    for part in query.split(b"&"):
-        name, eq, _ = part.partition(b"=")
-        secret = eq and unquote_to_bytes(name.replace(b"+", b" ")).lower() in _SECRET_PARAMS
-        parts.append(name + b"=[redacted]" if secret else part)
-    return b"&".join(parts).decode("latin-1")
 
 
 async def _no_body() -> Message:

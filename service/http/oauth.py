@@ -23,6 +23,7 @@ from service.errors import NotFound, ServiceError
 from service.http._params import actor_of, bearer_token, client_address, read_json_object
 from service.http._render import client_object
 from service.http._state import services
+from service.http.access_log import request_target
 from service.keys import RealmNotFound
 from service.models import DEFAULT_REALM, REALM_NAME
 from service.oauth.client_auth import AssertionPolicy
@@ -81,13 +82,15 @@ def _log_failure(request: Request, exc: Exception, oauth: OAuthError) -> None:
     # What the answer does not say goes to the log: a bug's traceback, why a
     # client failed to authenticate. Never a credential: reasons name checks only.
     if isinstance(exc, ClientDisconnect):  # gone before its body arrived: not a bug
-        log.info("client disconnected on %s %s", request.method, request.url.path)
+        log.info("client disconnected on %s %s", request.method, request_target(request.scope))
     elif not isinstance(exc, ServiceError):
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error(
+            "unhandled error on %s %s", request.method, request_target(request.scope), exc_info=exc
+        )
     elif isinstance(oauth, ServerError):
-        log.warning("server_error on %s: %s", request.url.path, exc.detail)
+        log.warning("server_error on %s: %s", request_target(request.scope), exc.detail)
     elif isinstance(oauth, InvalidClient):
-        log.info("invalid_client on %s: %s", request.url.path, oauth.reason)
+        log.info("invalid_client on %s: %s", request_target(request.scope), oauth.reason)
 
 
 def _realm(request: Request) -> str:

@@ -27,6 +27,7 @@ from service.errors import (
     Unauthorized,
     Unavailable,
 )
+from service.http.access_log import request_target
 from service.oauth.errors import InvalidClient, InvalidToken, MethodNotAllowed, OAuthError
 
 __all__ = ["exception_handlers", "problem"]
@@ -113,9 +114,11 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ClientDisconnect):  # gone before its body arrived: not a bug
-        log.info("client disconnected on %s %s", request.method, request.url.path)
+        log.info("client disconnected on %s %s", request.method, request_target(request.scope))
         return problem(400, "client-disconnected", "the client went away")
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error(
+        "unhandled error on %s %s", request.method, request_target(request.scope), exc_info=exc
+    )
     return problem(500, "server-error", "an unexpected error occurred")
 
 

@@ -61,10 +61,29 @@ async def test_lines_are_written_in_batches() -> None:
 
 
 def test_credentials_in_a_query_string_are_not_logged() -> None:
-    from service.http.hot import _redacted
+    from service.http.access_log import _redacted
 
     query = b"limit=25&client_secret=s3cr3t&TOKEN=t0k&%74oken=t1k&cursor=abc&flag"
     assert _redacted(query) == (
         "limit=25&client_secret=[redacted]&TOKEN=[redacted]&%74oken=[redacted]&cursor=abc&flag"
     )
     assert _redacted(b"nothing-here") == "nothing-here"
+
+
+def test_a_path_cannot_write_a_line_of_its_own(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forged = '2026-01-01T00:00:00Z 10.0.0.1:1 "GET /admin HTTP/1.1" 200 0.01ms'
+    with TestClient(create_app(settings)) as client:
+        capsys.readouterr()
+        client.get("/x%0A" + forged.replace(" ", "%20").replace('"', "%22"))
+    out = capsys.readouterr().out
+    assert not [line for line in out.splitlines() if line.startswith(forged[:30])]
+    assert "/x%0A2026" in out  # logged as sent, percent-encoded
+
+
+def test_a_target_without_raw_path_is_escaped() -> None:
+    from service.http.access_log import request_target
+
+    scope = {"path": "/x\nforged", "query_string": b""}
+    assert request_target(scope) == "/x\\nforged"
