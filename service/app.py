@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from service.bootstrap import open_runtime
-from service.clock import Clock
+from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.http import (
     AccessLog,
@@ -29,6 +29,7 @@ from service.http import (
     wellknown_routes,
 )
 from service.keys import RotationScheduler, usable_cores
+from service.models import DEFAULT_REALM
 from service.storage import Store
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -49,10 +50,18 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Services]]:
-        async with open_runtime(settings, store=store, clock=clock) as runtime:
+        time = clock or SystemClock()
+        async with open_runtime(settings, store=store, clock=time) as runtime:
+            # Readiness waits for the ring it serves most; loaded now, it is served
+            # from memory even if the store goes away before the first request.
+            await runtime.keys.cache.get(DEFAULT_REALM)
+            # Each task runs Supervised loops, which log and retry every failure and
+            # never end but by cancellation; readiness reads their records.
+            loops = list(runtime.watcher.loops)
             tasks = [asyncio.create_task(runtime.watcher.run(), name="cache-watch")]
             if settings.rotation_interval:
-                scheduler = RotationScheduler(runtime.keys, settings.rotation_interval)
+                scheduler = RotationScheduler(runtime.keys, settings.rotation_interval, clock=time)
+                loops.append(scheduler.loop)
                 tasks.append(asyncio.create_task(scheduler.run(), name="key-rotation"))
             try:
                 yield {
@@ -67,14 +76,13 @@ def create_app(
                         grant=runtime.grant,
                         introspector=runtime.introspector,
                         audit=runtime.audit,
+                        loops=tuple(loops),
+                        freshness=runtime.watcher.revalidation,
+                        clock=time,
                     )
                 }
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await _stop(tasks)
 
     handlers = exception_handlers()
     app = Starlette(
@@ -103,6 +111,24 @@ def create_app(
         max_realms=settings.cache_realms,
         token_concurrency=2 * usable_cores(),
     )
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the background tasks until they end.
+
+    On Python 3.11 a cancel that arrives as an awaited operation finishes can be
+    lost (``asyncio.wait_for`` returns the result instead; redis-py wraps every
+    command in it), and a loop that lost one would hold the shutdown for ever. So
+    each task is cancelled again until it is done.
+    """
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.5)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app_from_env() -> ASGIApp:

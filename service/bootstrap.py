@@ -147,6 +147,7 @@ async def open_runtime(
             store,
             [keys.cache, clients.cache],
             interval=min(REVALIDATE_INTERVAL, settings.publish_lead / 2),
+            clock=clock,
         )
         # One limiter for clients and admin keys: they share the per-address lockout.
         limiter = RateLimiter(store, clock, RateLimits.from_settings(settings))

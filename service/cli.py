@@ -35,7 +35,13 @@ from service.models import DEFAULT_REALM, Algo, KeyRecord
 __all__ = ["main", "uvicorn_options"]
 
 PROG: Final = "jwks-service"
+#: The algorithms the commands make or rotate keys for, by their JOSE names (RFC 7518).
 _ALGS: Final[dict[str, Algo]] = {"RS256": "rs256", "ES256": "es256", "EdDSA": "eddsa"}
+#: Every accepted spelling, folded: the API's names (rs256) and the JOSE names (RS256).
+_ALG_NAMES: Final[dict[str, Algo]] = {
+    name.casefold(): algo for jose, algo in _ALGS.items() for name in (jose, algo)
+}
+_ALG_METAVAR: Final = "{" + ",".join(_ALGS.values()) + "}"
 #: A rekey reports its progress after every this many realms.
 _REKEY_REPORT_EVERY: Final = 100
 
@@ -50,6 +56,21 @@ class _Terminated(Exception):
 
 def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
     raise _Terminated
+
+
+def _algo(value: str) -> Algo:
+    """An ``--alg``/``--algo`` value: the API's name or the JOSE name, in any case.
+
+    Users copy names from both the API (``rs256``) and JWT headers (``RS256``); a
+    ``choices=`` list would refuse one of the two.
+    """
+    algo = _ALG_NAMES.get(value.casefold())
+    if algo is None:
+        accepted = ", ".join(f"{algo} ({jose})" for jose, algo in _ALGS.items())
+        raise argparse.ArgumentTypeError(
+            f"invalid algorithm {value!r}: choose from {accepted}, in any case"
+        )
+    return algo
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -133,7 +154,7 @@ def _write_new(path: Path, text: str, mode: int) -> None:
 
 
 def _keygen(args: argparse.Namespace) -> int:
-    pair = crypto.generate_key_pair(_ALGS[args.alg], args.bits)
+    pair = crypto.generate_key_pair(args.alg, args.bits)
     out = Path(args.out)
     public = Path(f"{args.out}.pub")
     if public.exists():
@@ -150,9 +171,8 @@ def _pem2jwk(args: argparse.Namespace) -> int:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {args.file}: {exc.__class__.__name__}") from exc
-    algo = _ALGS[args.alg] if args.alg else None
     try:
-        info = crypto.parse_public_key(text, algo)
+        info = crypto.parse_public_key(text, args.alg)
     except crypto.InvalidKey as exc:
         raise CliError(f"{args.file} {exc.detail}") from exc
     kid = args.kid or crypto.thumbprint(info.jwk)
@@ -198,7 +218,7 @@ def _rotate(args: argparse.Namespace) -> int:
     async def rotate() -> KeyRecord:
         async with open_runtime(Settings.from_env()) as runtime:
             return await runtime.keys.rotate(
-                args.realm, _ALGS[args.algo], immediate=args.immediate, actor=CLI
+                args.realm, args.algo, immediate=args.immediate, actor=CLI
             )
 
     key = asyncio.run(rotate())
@@ -255,7 +275,9 @@ def _parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser(
         "keygen", help="make a key pair; print the public JWK (kid = RFC 7638 thumbprint)"
     )
-    keygen.add_argument("--alg", choices=list(_ALGS), default="RS256")
+    keygen.add_argument(
+        "--alg", type=_algo, default="rs256", metavar=_ALG_METAVAR, help="any case; or JOSE names"
+    )
     keygen.add_argument(
         "--bits",
         type=int,
@@ -276,7 +298,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     pem2jwk.add_argument("--kid", help="key id (default: RFC 7638 thumbprint)")
     pem2jwk.add_argument(
-        "--alg", choices=list(_ALGS), help="must match the key (default: inferred)"
+        "--alg",
+        type=_algo,
+        metavar=_ALG_METAVAR,
+        help="must match the key (default: inferred); any case, or JOSE names",
     )
     pem2jwk.add_argument("--use", choices=("sig",), default="sig")
     pem2jwk.set_defaults(run=_pem2jwk)
@@ -305,7 +330,9 @@ def _parser() -> argparse.ArgumentParser:
         "rotate", help="promote the pre-published next key (or publish one to promote later)"
     )
     rotate.add_argument("--realm", default=DEFAULT_REALM)
-    rotate.add_argument("--algo", choices=list(_ALGS), default="RS256")
+    rotate.add_argument(
+        "--algo", type=_algo, default="rs256", metavar=_ALG_METAVAR, help="any case; or JOSE names"
+    )
     rotate.add_argument(
         "--immediate", action="store_true", help="activate a brand-new key now (emergencies)"
     )

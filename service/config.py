@@ -57,8 +57,9 @@ class Settings:
     data_dir: Path = Path(".jwks-data")
     issuer: str = "http://127.0.0.1:8000"
     bootstrap_admin_key: str | None = None
-    #: The KEK new secrets are sealed under (``None``: the one in ``<data_dir>/kek``),
-    #: and its id; ``previous_keks`` only open what older KEKs sealed (a rotation).
+    #: The KEK new secrets are sealed under (``None``: the one in ``<data_dir>/kek``,
+    #: which only the embedded store may use), and its id; ``previous_keks`` only open
+    #: what older KEKs sealed (a rotation).
     #: Key bytes stay out of the repr, which a traceback or a debug log may show.
     kek: bytes | None = field(default=None, repr=False)
     kek_id: str = DEFAULT_KEK_ID
@@ -138,12 +139,17 @@ class Settings:
             raw = env.get(name, "").strip()
             return parse(name, raw) if raw else default
 
-        keks: tuple[tuple[str, bytes], ...] = get("JWKS_KEK", _keks, ())
+        def secret(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            """``name``, or the file that ``<name>_FILE`` names (a mounted secret)."""
+            source, raw = _secret_text(env, name)
+            return parse(source, raw) if raw else default
+
+        keks: tuple[tuple[str, bytes], ...] = secret("JWKS_KEK", _keks, ())
         settings = cls(
             redis_url=get("JWKS_REDIS_URL", _redis_url, None),
             data_dir=get("JWKS_DATA_DIR", lambda _n, v: Path(v), cls.data_dir),
             issuer=get("JWKS_ISSUER", _issuer, cls.issuer),
-            bootstrap_admin_key=get("JWKS_BOOTSTRAP_ADMIN_KEY", _admin_key, None),
+            bootstrap_admin_key=secret("JWKS_BOOTSTRAP_ADMIN_KEY", _admin_key, None),
             kek=keks[0][1] if keks else None,
             kek_id=keks[0][0] if keks else DEFAULT_KEK_ID,
             previous_keks=keks[1:],
@@ -191,6 +197,15 @@ class Settings:
             ),
             auth_lockout=get("JWKS_AUTH_LOCKOUT", _positive_seconds, cls.auth_lockout),
         )
+        if not settings.embedded and settings.kek is None:
+            # The KEK in the data dir would live on this machine's (a container's)
+            # filesystem only: lost with it, and every secret in the store with it;
+            # and each replica would make its own.
+            raise ConfigError(
+                "JWKS_KEK",
+                "must be set (or JWKS_KEK_FILE) with JWKS_REDIS_URL: make one with "
+                "`jwks-service kek`, keep it safe, and give the same to every replica",
+            )
         minimum = settings.token_ttl + settings.jwks_max_age + GRACE_MARGIN
         if settings.key_grace < minimum:
             # A retired key must verify every token it signed (token lifetime) for
@@ -207,6 +222,28 @@ class Settings:
                 "(JWKS_JWKS_MAX_AGE + 5 s: a next key must be published that long first)",
             )
         return settings
+
+
+def _secret_text(env: Mapping[str, str], name: str) -> tuple[str, str]:
+    """The value of ``name`` or the text of the file ``<name>_FILE`` names, stripped,
+    with the variable to name in errors about it.
+
+    Messages give the file's path and why it cannot be read, never its content.
+    """
+    file_variable = f"{name}_FILE"
+    raw = env.get(name, "").strip()
+    path = env.get(file_variable, "").strip()
+    if not path:
+        return name, raw
+    if raw:
+        raise ConfigError(file_variable, f"cannot be set together with {name}: set one")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(file_variable, f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file_variable, f"{path} is not UTF-8 text") from None
+    return file_variable, text.strip()
 
 
 def _is_number(raw: str) -> bool:

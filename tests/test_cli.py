@@ -216,6 +216,48 @@ def test_keygen_and_pem2jwk_ec_and_okp(alg: str, tmp_path: Path, data_dir: Path)
     assert json.loads(converted.stdout) == jwk
 
 
+@pytest.mark.parametrize(
+    ("spelling", "jose"),
+    [
+        ("es256", "ES256"),
+        ("ES256", "ES256"),
+        ("Es256", "ES256"),
+        ("eddsa", "EdDSA"),
+        ("EDDSA", "EdDSA"),
+        ("EdDSA", "EdDSA"),
+    ],
+)
+def test_keygen_alg_takes_the_api_and_jose_names_in_any_case(
+    spelling: str, jose: str, tmp_path: Path, data_dir: Path
+) -> None:
+    """Issue 9: ``--alg es256`` (the API's name) works as well as ``--alg ES256``."""
+    _out, jwk = keygen(tmp_path, data_dir, spelling)
+    assert jwk["alg"] == jose
+
+
+def test_pem2jwk_alg_takes_the_api_name(
+    rsa_pair: tuple[Path, dict[str, Any]], data_dir: Path
+) -> None:
+    out, printed = rsa_pair
+    for spelling in ("rs256", "RS256", "rS256"):
+        result = run_cli("pem2jwk", f"{out}.pub", "--alg", spelling, env=cli_env(data_dir))
+        assert_ok(result)
+        assert json.loads(result.stdout) == printed
+
+
+@pytest.mark.parametrize(
+    "command", [["keygen", "--alg"], ["pem2jwk", "-", "--alg"], ["rotate", "--algo"]]
+)
+def test_an_unknown_algorithm_lists_every_accepted_name(command: list[str], data_dir: Path) -> None:
+    result = run_cli(*command, "rs257", env=cli_env(data_dir), stdin="")
+    assert result.returncode == 2 and result.stdout == ""
+    error = result.stderr.splitlines()[-1]
+    assert "invalid algorithm 'rs257'" in error
+    for name in ("rs256", "RS256", "es256", "ES256", "eddsa", "EdDSA"):
+        assert name in error
+    assert not data_dir.exists()  # refused before any store is opened
+
+
 def test_keygen_defaults_to_rs256_4096_in_private_pem(tmp_path: Path, data_dir: Path) -> None:
     result = run_cli("keygen", env=cli_env(data_dir), cwd=tmp_path)
     assert_ok(result)
@@ -561,3 +603,18 @@ def test_rotate(data_dir: Path, redis_client: redis.Redis, redis_url: str) -> No
     assert printed["status"] == "active" and printed["id"] != upcoming["id"]
     assert "cached JWKS" in urgent.stderr
     assert_one_line_error(run_cli("rotate", "--realm", "nope", env=env))
+
+
+def test_rotate_algo_takes_the_api_and_jose_names(
+    data_dir: Path, redis_client: redis.Redis, redis_url: str
+) -> None:
+    """Issue 9: ``rotate --algo rs256`` failed with "invalid choice: 'rs256'"."""
+    env = cli_env(data_dir, JWKS_REDIS_URL=redis_url, JWKS_KEK=KEK)
+    for spelling in ("rs256", "RS256", "Rs256"):
+        result = run_cli("rotate", "--algo", spelling, "--immediate", env=env)
+        assert_ok(result)
+        printed = json.loads(result.stdout)
+        assert (printed["algo"], printed["status"]) == ("rs256", "active")
+    es256 = run_cli("rotate", "--algo", "es256", "--immediate", env=env)
+    assert_ok(es256)
+    assert json.loads(es256.stdout)["algo"] == "es256"

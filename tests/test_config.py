@@ -104,7 +104,7 @@ def test_unrelated_variables_are_ignored() -> None:
     ],
 )
 def test_redis_url_accepted(url: str) -> None:
-    settings = Settings.from_env({"JWKS_REDIS_URL": url})
+    settings = Settings.from_env({"JWKS_REDIS_URL": url, "JWKS_KEK": KEK_B64})
     assert settings.redis_url == url
     assert not settings.embedded
 
@@ -394,3 +394,97 @@ def test_bad_rate_limit_is_config_error(variable: str, raw: str) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({variable: raw})
     assert caught.value.variable == variable
+
+
+def test_an_external_store_needs_a_kek() -> None:
+    """A KEK made in the data dir would be lost with a container's filesystem (issue 9)."""
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_REDIS_URL": "redis://cache.internal:6379/0"})
+    assert caught.value.variable == "JWKS_KEK"
+    assert "JWKS_KEK_FILE" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_embedded_store_makes_its_own_kek() -> None:
+    assert Settings.from_env({}).kek is None
+
+
+def _secret_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "secret"
+    path.write_text(text)
+    return str(path)
+
+
+def test_kek_file_is_read_like_the_variable(tmp_path: Path) -> None:
+    """A Kubernetes secret mounted as a file: its trailing newline is not part of it."""
+    other = base64.b64encode(bytes(32)).decode()
+    single = Settings.from_env({"JWKS_KEK_FILE": _secret_file(tmp_path, f"{KEK_B64}\n")})
+    assert single == Settings.from_env({"JWKS_KEK": KEK_B64})
+    listed = Settings.from_env(
+        {
+            "JWKS_REDIS_URL": "redis://cache.internal:6379/0",
+            "JWKS_KEK_FILE": _secret_file(tmp_path, f"k1:{KEK_B64},0:{other}\n"),
+        }
+    )
+    assert (listed.kek, listed.kek_id) == (KEK_BYTES, "k1")
+    assert listed.previous_keks == (("0", bytes(32)),)
+
+
+def test_bootstrap_admin_key_file_is_read_like_the_variable(tmp_path: Path) -> None:
+    path = _secret_file(tmp_path, f"{ADMIN_KEY}\n")
+    settings = Settings.from_env({"JWKS_BOOTSTRAP_ADMIN_KEY_FILE": path})
+    assert settings.bootstrap_admin_key == ADMIN_KEY
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"), [("JWKS_KEK", KEK_B64), ("JWKS_BOOTSTRAP_ADMIN_KEY", ADMIN_KEY)]
+)
+def test_a_variable_and_its_file_together_are_config_error(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    path = _secret_file(tmp_path, value)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: value, f"{variable}_FILE": path})
+    assert caught.value.variable == f"{variable}_FILE"
+    assert value not in str(caught.value)
+
+
+@pytest.mark.parametrize("variable", ["JWKS_KEK_FILE", "JWKS_BOOTSTRAP_ADMIN_KEY_FILE"])
+def test_unreadable_secret_file_is_config_error_naming_variable_and_path(
+    tmp_path: Path, variable: str
+) -> None:
+    missing = tmp_path / "missing"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: str(missing)})
+    assert caught.value.variable == variable
+    assert str(missing) in str(caught.value)
+    with pytest.raises(ConfigError) as directory:
+        Settings.from_env({variable: str(tmp_path)})
+    assert directory.value.variable == variable
+
+
+@pytest.mark.parametrize(
+    ("variable", "content"),
+    [
+        ("JWKS_KEK_FILE", "not base64 at all, but quite long enough!!"),
+        ("JWKS_KEK_FILE", f"k1:{KEK_B64[:-4]}"),
+        ("JWKS_BOOTSTRAP_ADMIN_KEY_FILE", ADMIN_KEY[:31]),
+    ],
+)
+def test_bad_secret_file_content_is_config_error_without_the_content(
+    tmp_path: Path, variable: str, content: str
+) -> None:
+    path = _secret_file(tmp_path, content)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({variable: path})
+    assert caught.value.variable == variable
+    assert content not in str(caught.value)
+    assert caught.value.__cause__ is None or content not in str(caught.value.__cause__)
+
+
+def test_secret_file_that_is_not_text_is_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary"
+    path.write_bytes(b"\xff\xfe" + bytes(30))
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_KEK_FILE": str(path)})
+    assert caught.value.variable == "JWKS_KEK_FILE"
+    assert str(path) in str(caught.value)

@@ -17,17 +17,20 @@ DEFAULT_LIMIT: Final = 25
 MAX_LIMIT: Final = 100
 
 
-async def read_json_object(request: Request) -> dict[str, Any]:
+async def read_json_object(request: Request, *, expected: str | None = None) -> dict[str, Any]:
     """The body as a JSON object.
 
+    :param expected: what the body must be, for the error (default: a JSON object);
+        an endpoint that takes other bodies too names them here.
     :raises InvalidInput: not JSON, or not an object.
     """
     try:
         body = json.loads(await request.body())
     except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
-        raise InvalidInput("the body is not valid JSON") from exc
+        detail = f": the body must be {expected}" if expected else ""
+        raise InvalidInput(f"the body is not valid JSON{detail}") from exc
     if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
+        raise InvalidInput(f"the body must be {expected or 'a JSON object'}")
     return body
 
 

@@ -6,7 +6,8 @@ sees only its realm: any other realm answers 404, exactly as if it did not exist
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +37,18 @@ __all__ = ["acting_on_realm", "admin_for_realm", "admin_routes"]
 
 #: On a response carrying an HS256 secret: no cache (browser, proxy) may keep it.
 _NO_STORE: Final = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+#: Bodies that are a public key file to upload, not JSON.
+_PEM_MEDIA: Final = frozenset({"application/x-pem-file", "text/plain"})
+#: What ``curl --data-binary @file`` sends when no Content-Type is given.
+_FORM: Final = "application/x-www-form-urlencoded"
+#: The upload fields a key file body takes as query parameters.
+_PEM_UPLOAD_FIELDS: Final = frozenset(
+    {"algo", "kid", "name", "expected_issuer", "expected_audience"}
+)
+_KEY_BODY: Final = (
+    "a JSON object, or a PEM public key sent as application/x-pem-file "
+    "(curl --data-binary @k.pub -H 'Content-Type: application/x-pem-file')"
+)
 
 
 async def _admin(request: Request) -> tuple[Services, AdminKey]:
@@ -138,11 +151,49 @@ async def list_keys(request: Request) -> Response:
 
 
 async def create_key(request: Request) -> Response:
-    """``POST /v1/realms/{realm}/jwt_keys``: generate, import a secret, or upload a public key."""
+    """``POST /v1/realms/{realm}/jwt_keys``: generate, import a secret, or upload a public key
+    (as JSON, or as the key file itself: :func:`_key_request`)."""
     svc, realm, actor = await acting_on_realm(request)
-    spec = parse_key_request(await read_json_object(request))
+    spec = parse_key_request(await _key_request(request))
     created = await svc.keys.create_key(realm, spec, actor=actor)
     return _created_key(created, status_code=201)
+
+
+async def _key_request(request: Request) -> dict[str, Any]:
+    """The key request: the JSON body, or a public key file sent as the body.
+
+    A body sent as ``application/x-pem-file`` or ``text/plain`` is the public key to
+    upload (PEM, OpenSSH or certificate), as if it were the JSON ``public_key``; the
+    query parameters give the other upload fields (:data:`_PEM_UPLOAD_FIELDS`) and the
+    algo, if not given, is inferred from the key.
+
+    So is a PEM body sent as ``application/x-www-form-urlencoded``: that is what
+    ``curl --data-binary @k.pub`` sends without ``-H``, which is exactly what users
+    type. It is safe: it is not a form, and never parsed as one (a body starting with
+    ``-----BEGIN`` cannot be a form with fields of ours), and a browser cannot send it
+    cross-site with the admin key's Authorization header without a CORS preflight.
+    """
+    body = await request.body()
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media in _PEM_MEDIA or (media == _FORM and body.lstrip().startswith(b"-----BEGIN")):
+        return _pem_upload(body, request.query_params)
+    return await read_json_object(request, expected=_KEY_BODY)
+
+
+def _pem_upload(body: bytes, query: Mapping[str, str]) -> dict[str, Any]:
+    """A key file body and the query parameters as a JSON key request."""
+    unknown = sorted(set(query) - _PEM_UPLOAD_FIELDS)
+    if unknown:
+        raise InvalidInput(
+            f"unknown query parameter {unknown[0]!r} (with a key file body: "
+            f"{', '.join(sorted(_PEM_UPLOAD_FIELDS))})",
+            field=unknown[0],
+        )
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput("a key file body must be ASCII text (PEM)", field="public_key") from exc
+    return {**query, "public_key": text}
 
 
 async def rotate_keys(request: Request) -> Response:

@@ -12,6 +12,7 @@ into audit events and reads the event streams; ``kek`` checks the store's KEK id
 at start and seals every secret again under the newest KEK (a rekey).
 """
 
+from service.keys._supervise import Supervised
 from service.keys._threads import usable_cores
 from service.keys.admin import AdminKeys
 from service.keys.audit import AuditLog
@@ -19,6 +20,7 @@ from service.keys.cache import JwksDocument, PreparedRing
 from service.keys.errors import (
     Busy,
     DefaultRealmProtected,
+    DuplicateKey,
     KeyNotFound,
     KidInUse,
     NoSigningKey,
@@ -52,6 +54,7 @@ __all__ = [
     "ChangeWatcher",
     "CreatedKey",
     "DefaultRealmProtected",
+    "DuplicateKey",
     "GenerateKey",
     "ImportSecret",
     "JwksDocument",
@@ -67,6 +70,7 @@ __all__ = [
     "RekeyReport",
     "RotationScheduler",
     "RotationTooSoon",
+    "Supervised",
     "TokenSigner",
     "UndeliveredSecret",
     "UploadPublicKey",

@@ -194,6 +194,11 @@ class RingCache:
             return entry
         return None
 
+    def holds(self, realm: str) -> bool:
+        """Whether a ring of ``realm`` is cached, current or not (what is served while
+        the store is away)."""
+        return realm in self._entries
+
     async def get(self, realm: str) -> PreparedRing | None:
         """The realm's prepared ring (loaded on a miss), or ``None`` if there is no realm."""
         entry = self.current(realm)

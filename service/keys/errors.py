@@ -26,6 +26,17 @@ class KidInUse(Conflict):
         super().__init__(f"kid {kid!r} is already used by a key of this realm")
 
 
+class DuplicateKey(Conflict):
+    """The uploaded public key is already a live key of the realm."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(
+            f"this public key is already key {key_id!r} of this realm: the JWKS would "
+            "publish it twice"
+        )
+        self.key_id = key_id
+
+
 class RealmNameTaken(Conflict):
     """A realm of this name exists."""
 

@@ -252,6 +252,7 @@ class KeyManager:
 
         :raises RealmNotFound:
         :raises KidInUse:
+        :raises DuplicateKey: the uploaded public key is already a live key of the realm.
         :raises InvalidInput: an uploaded key is malformed, private or too weak.
         """
         await self.ring(realm)  # fail fast, before generating anything
@@ -262,6 +263,7 @@ class KeyManager:
         def decide(ring: KeyRing) -> Decision[None]:
             policy.check_room(ring)
             if isinstance(spec, UploadPublicKey):
+                policy.check_not_duplicate(ring, key, now)
                 return _apply(policy.add_verify_only(ring, key))
             return _apply(policy.activate(ring, key, now, self._grace))
 

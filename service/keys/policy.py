@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from service.keys.errors import KeyNotFound, KidInUse, TooManyKeys
+from service import crypto
+from service.keys.errors import DuplicateKey, KeyNotFound, KidInUse, TooManyKeys
 from service.models import ASYMMETRIC_ALGOS, Algo, KeyRecord, KeyRing
 
 __all__ = [
@@ -22,6 +23,8 @@ __all__ = [
     "activate",
     "add_verify_only",
     "applied",
+    "check_not_duplicate",
+    "check_room",
     "needs_replacement",
     "ready_next",
     "remove",
@@ -65,6 +68,28 @@ def check_room(ring: KeyRing) -> None:
     """
     if len(ring.keys) >= MAX_KEYS_PER_REALM:
         raise TooManyKeys(MAX_KEYS_PER_REALM)
+
+
+def check_not_duplicate(ring: KeyRing, key: KeyRecord, now: float) -> None:
+    """Refuse an uploaded public key that a live key of the ring already is.
+
+    Compared by RFC 7638 thumbprint, so the same key sent as PEM, OpenSSH or JWK,
+    under any kid, is one key: a second copy would only publish it twice in the JWKS.
+    Only keys of the same algo can be the same key, so only those are hashed.
+
+    :raises DuplicateKey: naming the existing key.
+    """
+    if key.public_jwk is None:
+        return
+    mine = crypto.thumbprint(key.public_jwk)
+    for other in ring.verifying(now):
+        if (
+            other.id != key.id
+            and other.algo == key.algo
+            and other.public_jwk is not None
+            and crypto.thumbprint(other.public_jwk) == mine
+        ):
+            raise DuplicateKey(other.id)
 
 
 def activate(ring: KeyRing, key: KeyRecord, now: float, grace: int) -> RingChange:

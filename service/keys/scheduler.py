@@ -8,11 +8,12 @@ at worst a replica generates a key it then throws away.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Final
 
-from service.errors import NotFound, Unavailable
+from service.clock import Clock
+from service.errors import NotFound
+from service.keys._supervise import Supervised
 from service.keys.manager import KeyManager
 from service.models import ASYMMETRIC_ALGOS
 
@@ -28,21 +29,29 @@ _MIN_TICK: Final = 0.5
 class RotationScheduler:
     """Calls :meth:`KeyManager.rotate_if_due` for every realm, every tick."""
 
-    def __init__(self, keys: KeyManager, interval: int, tick: float | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeyManager,
+        interval: int,
+        tick: float | None = None,
+        *,
+        clock: Clock | None = None,
+    ) -> None:
         self._keys = keys
         self._interval = interval
         # Promotion happens at most one tick late; a tenth of the interval keeps
         # that small, and 30 s bounds the cost of a pass over many realms.
         self.tick = tick or min(_MAX_TICK, max(_MIN_TICK, interval / 10))
+        #: The loop's record (readiness reads it).
+        self.loop = Supervised("key-rotation", clock)
 
     async def run(self) -> None:
-        """Run passes until cancelled; a store outage skips a pass, never stops the loop."""
-        while True:
-            try:
-                await self.run_once()
-            except Unavailable:
-                log.warning("rotation pass skipped: the store is unavailable")
-            await asyncio.sleep(self.tick)
+        """Run passes until cancelled; a failed pass (a store outage, or anything
+        else) is logged and retried after a back-off, never stops the loop."""
+        await self.loop.run(self._pass, every=self.tick)
+
+    async def _pass(self) -> None:
+        await self.run_once()
 
     async def run_once(self) -> int:
         """One pass over every realm; returns how many rings it changed."""

@@ -562,6 +562,11 @@ class RedisStore:
                     # every node, so whichever node it picks hears every change.
                     await self._redis.initialize()
                 await pubsub.subscribe(ks.CHANGES_CHANNEL, ks.CLIENT_CHANGES_CHANNEL)
+                # Read both confirmations first: a refusal (NOPERM for a user whose
+                # ACL forbids SUBSCRIBE) then raises here, before RESUBSCRIBED tells
+                # the watcher it is subscribed.
+                for _channel in range(2):
+                    await pubsub.get_message(timeout=_TIMEOUTS["socket_timeout"])
                 yield RESUBSCRIBED
                 async for message in pubsub.listen():
                     if message.get("type") == "message":

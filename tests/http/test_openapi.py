@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.storage.embedded import EmbeddedServer, find_server_binary
+from tests.conftest import FakeClock
 from tests.http._openapi_cases import (
     DOCUMENT,
     Case,
@@ -145,14 +146,17 @@ def test_every_documented_response_is_what_the_route_answers(
 
 @pytest.fixture
 def outage(settings: Settings, admin: dict[str, str], tmp_path: Path) -> Iterator[TestClient]:
-    """An app whose own store is stopped once it has started, with realm acme in it."""
+    """An app whose own store is stopped once it has started, with realm acme in it, and
+    away for longer than the JWKS max-age (so that the replica is unready)."""
     server = EmbeddedServer(tmp_path / "valkey", find_server_binary())
     server.start()
+    clock = FakeClock()
     try:
         own = Settings(**{**settings.__dict__, "redis_url": server.url, "access_log": False})
-        with TestClient(create_app(own)) as client:
+        with TestClient(create_app(own, clock=clock)) as client:
             assert client.post("/v1/realms", json={"name": "acme"}, headers=admin).is_success
             server.stop()
+            clock.advance(own.jwks_max_age + 1)
             yield client
     finally:
         server.stop()

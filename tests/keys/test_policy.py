@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from service.keys import KeyNotFound, KidInUse, policy
+from service import crypto
+from service.keys import DuplicateKey, KeyNotFound, KidInUse, policy
 from service.models import KeyRecord, KeyRing, Realm
 
 NOW = 1_800_000_000.0
@@ -79,3 +82,17 @@ def test_many_activations_keep_exactly_one_active_key() -> None:
         # Every retired key still verifies within its grace, and not after.
         assert {k.id for k in r.verifying(NOW + n)} == {f"jky_{i}" for i in range(n + 1)}
     assert {k.id for k in r.verifying(NOW + 100 + GRACE)} == {"jky_100"}
+
+
+def test_check_not_duplicate_compares_live_keys_by_thumbprint() -> None:
+    """Issue 9: the same public key, under another kid, is refused naming the first key."""
+    jwk = dict(crypto.generate_key_pair("es256").public_jwk)
+    other = dict(crypto.generate_key_pair("es256").public_jwk)
+    stored = dataclasses.replace(rec(1, "es256", "verify_only"), public_jwk={**jwk, "kid": "a"})
+    again = dataclasses.replace(rec(2, "es256", "verify_only"), public_jwk={**jwk, "kid": "b"})
+    with pytest.raises(DuplicateKey, match="jky_1"):
+        policy.check_not_duplicate(ring(stored), again, NOW)
+    policy.check_not_duplicate(ring(stored), dataclasses.replace(again, public_jwk=other), NOW)
+    # A key past its grace no longer counts (the store's TTL is about to prune it).
+    gone = dataclasses.replace(stored, status="expired", expires_at=NOW - 1)
+    policy.check_not_duplicate(ring(gone), again, NOW)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from service.http.openapi._parts import (
     ADMIN,
@@ -23,6 +23,31 @@ def _admin(
     # Every admin call: a bearer admin key (401) within its rate limit (429), the store (503).
     responses = {**responses, **problems(401, 429, 503)}
     return operation(op_id, summary, tag, responses, security=ADMIN, **extra)
+
+
+#: With a key file body, the upload's other fields (all optional) are query parameters.
+_KEY_FILE_QUERY: Final = [
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"With a key file body only: the upload's {name}",
+        "schema": {"type": "string"},
+    }
+    for name in ("kid", "name", "algo", "expected_issuer", "expected_audience")
+]
+
+
+def _key_request_body() -> dict[str, Any]:
+    """A JSON key request, or the public key file itself (``curl --data-binary @k.pub``)."""
+    request = body("KeyRequest")
+    key_file = {
+        "schema": {"type": "string", "description": "A public key: PEM, OpenSSH or certificate"}
+    }
+    # text/plain too, and form-urlencoded when the body starts with -----BEGIN (what
+    # curl sends without -H); documented once, as the PEM media type.
+    request["content"]["application/x-pem-file"] = key_file
+    return request
 
 
 def admin_paths() -> dict[str, dict[str, Operation]]:
@@ -95,8 +120,8 @@ def admin_paths() -> dict[str, dict[str, Operation]]:
                     "201": ok("The key (an hs256 secret once, as key)", "Key"),
                     **problems(400, 404, 409, 413),
                 },
-                parameters=realm,
-                requestBody=body("KeyRequest"),
+                parameters=[*realm, *_KEY_FILE_QUERY],
+                requestBody=_key_request_body(),
             ),
         },
         "/v1/realms/{realm}/jwt_keys/rotate": {

@@ -62,9 +62,9 @@ def public_paths() -> dict[str, dict[str, Operation]]:
         "/readyz": {
             "get": operation(
                 "readyz",
-                "Readiness: the store answers",
+                "Readiness: this process can serve (the store's state is reported)",
                 "Health",
-                {"200": ok("Ready", "Health"), **problems(503)},
+                {"200": ok("Ready", "Readiness"), "503": ok("Not ready", "Readiness")},
             ),
         },
         "/openapi.json": {

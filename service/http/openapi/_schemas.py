@@ -380,4 +380,21 @@ def schemas() -> dict[str, Schema]:
         "EventPage": _page("Event"),
         "Pem": _string("A public key, SubjectPublicKeyInfo PEM"),
         "Health": _object({"status": _string(enum=["ok", "ready"])}, ("status",)),
+        "Readiness": _object(
+            {
+                "status": _string(enum=["ready", "unready"]),
+                "store": _string(
+                    "up; down (an error); slow (no PING answer within 0.5 s)",
+                    enum=["up", "down", "slow"],
+                ),
+                "reasons": _strings("Why the process is unready; empty when ready"),
+                "cache_age_s": {
+                    "type": "number",
+                    "minimum": 0,
+                    "description": "Seconds since the caches were last checked against the store",
+                },
+            },
+            ("status", "store", "reasons", "cache_age_s"),
+            additionalProperties=False,
+        ),
     }
