@@ -23,6 +23,9 @@ import hypothesis
 import pytest
 import redis
 import schemathesis
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -115,6 +118,19 @@ def _config() -> schemathesis.Config:
     )
 
 
+def _pem_bodies() -> st.SearchStrategy[bytes]:
+    """Key files as uploaded (``application/x-pem-file``): real public keys, the same
+    cut short or changed, and any bytes."""
+    keys = [
+        k.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        for k in (ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate())
+    ]
+    real = st.sampled_from(keys)
+    cut = st.tuples(real, st.integers(1, 80)).map(lambda pair: pair[0][: -pair[1]])
+    return st.one_of(real, cut, st.binary(max_size=300))
+
+
+schemathesis.openapi.media_type("application/x-pem-file", _pem_bodies())
 # The document as built in-process; the fixture checks that the server serves it.
 schema = schemathesis.openapi.from_dict(openapi_document(), config=_config())
 
