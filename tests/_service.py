@@ -13,6 +13,7 @@ from typing import Final
 
 import httpx
 import pytest
+import redis
 
 from tests.conftest import ADMIN_KEY, KEK
 
@@ -27,6 +28,16 @@ def free_port() -> int:
         port: int = sock.getsockname()[1]
     assert port != 6379
     return port
+
+
+def flush(redis_url: str) -> None:
+    """Empty the suite's own test server, for a service started on it (never :6379)."""
+    assert not redis_url.rstrip("/").endswith(":6379"), "never the default server"
+    flusher = redis.Redis.from_url(redis_url)
+    try:
+        flusher.flushall()
+    finally:
+        flusher.close()
 
 
 def start_service(

@@ -82,7 +82,10 @@ def test_port_taken_on_an_external_store_exits_non_zero(
     _assert_one_line_cause(output)
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the store's process in /proc")
+@pytest.mark.skipif(
+    not Path("/proc").is_dir(),
+    reason="checks for a left-behind store process through /proc (Linux)",
+)
 def test_port_taken_on_the_embedded_store_exits_and_stops_it(
     tmp_path: Path, taken_port: int
 ) -> None:

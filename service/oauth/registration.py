@@ -20,7 +20,7 @@ from service.models import (
 )
 from service.oauth.errors import InvalidClientMetadata
 
-__all__ = ["hash_secret", "new_client", "parse_jwks"]
+__all__ = ["UNDERSTOOD_METADATA", "hash_secret", "new_client", "parse_jwks"]
 
 #: RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN: Final = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -32,7 +32,7 @@ _AUDIENCE: Final = re.compile(r"[\x21-\x7e]{1,256}")
 #: A Jitsi tenant (the token's sub): a path segment of the meeting URL, or "*".
 _TENANT: Final = re.compile(r"[A-Za-z0-9_.-]{1,128}|\*")
 #: The client metadata this service understands; new_client ignores all other members.
-_FIELDS: Final = frozenset(
+UNDERSTOOD_METADATA: Final = frozenset(
     {
         "client_name",
         "token_endpoint_auth_method",
@@ -73,13 +73,13 @@ def new_client(metadata: Mapping[str, Any], *, now: float) -> tuple[Client, str 
     the client that it does not understand". Registration tools and SDKs send
     ``contacts``, ``logo_uri``, ``client_uri``, ``software_id`` and the like; they
     are dropped, neither stored nor returned, so the §3.2.1 response shows the
-    client what was registered. A field listed in ``_FIELDS`` with a bad value is
+    client what was registered. A field listed in ``UNDERSTOOD_METADATA`` with a bad value is
     still refused.
 
     :raises InvalidClientMetadata: naming the first bad field.
     """
     # Dropped first, so that nothing below can read, store or echo them.
-    metadata = {name: value for name, value in metadata.items() if name in _FIELDS}
+    metadata = {name: value for name, value in metadata.items() if name in UNDERSTOOD_METADATA}
     method = _auth_method(metadata.get("token_endpoint_auth_method", "client_secret_basic"))
     jwks: tuple[Mapping[str, Any], ...] = ()
     if "jwks" in metadata:

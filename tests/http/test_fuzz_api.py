@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import hypothesis
 import pytest
-import redis
 import schemathesis
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -35,7 +34,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.http import openapi_document
-from tests._service import free_port, start_service, stop, wait_ready
+from tests._service import flush, free_port, start_service, stop, wait_ready
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.e2e
@@ -63,12 +62,7 @@ class Live:
 @pytest.fixture(scope="module")
 def live(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """``python -m service serve`` on a free port, on the flushed test store."""
-    assert not redis_url.rstrip("/").endswith(":6379"), "never the default server"
-    flusher = redis.Redis.from_url(redis_url)
-    try:
-        flusher.flushall()
-    finally:
-        flusher.close()
+    flush(redis_url)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     tmp = tmp_path_factory.mktemp("fuzz")

@@ -24,7 +24,8 @@ from service.http.server import ConnectionLimits, LimitedHttpToolsProtocol
 from tests._service import free_port, start_service, stop, wait_ready
 
 pytestmark = pytest.mark.skipif(
-    os.environ.get("TEST_ASGI_SERVER") == "granian", reason="uvicorn's protocol, not granian's"
+    os.environ.get("TEST_ASGI_SERVER") == "granian",
+    reason="these limits are uvicorn's protocol; granian is only a reference server here",
 )
 
 TIMEOUT: Final = 1  # header, body and keep-alive, in seconds

@@ -14,7 +14,8 @@ from service.config import ConfigError, Settings
 from tests._service import free_port, start_service, stop, wait_ready
 
 pytestmark = pytest.mark.skipif(
-    os.environ.get("TEST_ASGI_SERVER") == "granian", reason="uvicorn's proxy headers"
+    os.environ.get("TEST_ASGI_SERVER") == "granian",
+    reason="X-Forwarded-For is read by uvicorn (proxy_headers); granian is only a reference",
 )
 
 

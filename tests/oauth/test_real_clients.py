@@ -28,14 +28,13 @@ import httpx
 import httpx2
 import jwt
 import pytest
-import redis
 from authlib.integrations.httpx_client import OAuth2Client, OAuthError  # type: ignore[import-untyped]
 from authlib.oauth2.rfc7523 import PrivateKeyJWT  # type: ignore[import-untyped]
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests._service import free_port, start_service, stop, wait_ready
+from tests._service import flush, free_port, start_service, stop, wait_ready
 from tests.conftest import ADMIN_KEY
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -53,12 +52,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """``python -m service serve`` on a free port, on the flushed test store."""
-    assert not redis_url.rstrip("/").endswith(":6379"), "never the default server"
-    flusher = redis.Redis.from_url(redis_url)
-    try:
-        flusher.flushall()
-    finally:
-        flusher.close()
+    flush(redis_url)
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     tmp = tmp_path_factory.mktemp("real-clients")

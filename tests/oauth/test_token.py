@@ -61,11 +61,10 @@ def register_key_client(
     )
 
 
-def assertion(
-    key: Any, client_id: str, *, alg: str = "RS256", kid: str | None = "k1", **claims: Any
-) -> str:
+def assertion_claims(client_id: str, **claims: Any) -> dict[str, Any]:
+    """A client assertion's claims (RFC 7523 §3), valid for a minute; ``claims`` override."""
     now = int(time.time())
-    payload = {
+    return {
         "iss": client_id,
         "sub": client_id,
         "aud": ISSUER,
@@ -74,8 +73,13 @@ def assertion(
         "jti": str(uuid.uuid4()),
         **claims,
     }
+
+
+def assertion(
+    key: Any, client_id: str, *, alg: str = "RS256", kid: str | None = "k1", **claims: Any
+) -> str:
     headers = {"kid": kid} if kid else {}
-    return jwt.encode(payload, key, algorithm=alg, headers=headers)
+    return jwt.encode(assertion_claims(client_id, **claims), key, algorithm=alg, headers=headers)
 
 
 def assertion_form(token: str, **extra: str) -> dict[str, str]:

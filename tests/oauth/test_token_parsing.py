@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 import jwt
@@ -18,6 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from starlette.testclient import TestClient
+
+from tests.oauth.test_token import assertion_claims
 
 ISSUER = "http://testserver"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -49,19 +50,6 @@ def key_client(client: TestClient, admin: dict[str, str], key: rsa.RSAPrivateKey
     assert response.status_code == 201, response.text
     client_id: str = response.json()["client_id"]
     return client_id
-
-
-def assertion_claims(client_id: str, **extra: Any) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": ISSUER,
-        "iat": now,
-        "exp": now + 60,
-        "jti": str(uuid.uuid4()),
-        **extra,
-    }
 
 
 def token_request(client: TestClient, assertion: str) -> Any:

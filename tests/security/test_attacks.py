@@ -17,7 +17,6 @@ import json
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,6 +28,7 @@ from jwt.algorithms import RSAAlgorithm
 from starlette.testclient import TestClient
 
 from tests._certs import self_signed
+from tests.oauth.test_token import assertion_claims
 
 ISSUER = "http://testserver"
 TOKEN_URL = "/oauth/token"
@@ -103,20 +103,6 @@ def keyed(client: TestClient, admin: dict[str, str], client_key: rsa.RSAPrivateK
     return client_id
 
 
-def claims_for(client_id: str, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": ISSUER,
-        "iat": now,
-        "exp": now + 60,
-        "jti": str(uuid.uuid4()),
-        **overrides,
-    }
-    return {k: v for k, v in claims.items() if v is not None}
-
-
 def refused_assertion(client: TestClient, assertion: str, reason: str = "") -> None:
     """Refused, and (given a ``reason``) for that reason: checks made once the
     signature verified are named in the answer."""
@@ -187,7 +173,7 @@ def test_alg_confusion_hs256_keyed_with_the_rsa_public_key(
         secret = client_key.public_key().public_bytes(
             encoding, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        refused_assertion(client, hs256(secret, {"kid": "k1"}, claims_for(keyed)))
+        refused_assertion(client, hs256(secret, {"kid": "k1"}, assertion_claims(keyed)))
     token = server_token(client, admin)
     kid, key = server_key(client, token)
     inactive(client, admin, hs256(public_pem(key), {"kid": kid}, server_claims(token)))
@@ -197,7 +183,7 @@ def test_alg_confusion_hs256_keyed_with_the_rsa_public_key(
 def test_alg_none_in_every_spelling(
     client: TestClient, admin: dict[str, str], keyed: str, alg: str
 ) -> None:
-    refused_assertion(client, unsigned({"alg": alg, "kid": "k1"}, claims_for(keyed)) + ".")
+    refused_assertion(client, unsigned({"alg": alg, "kid": "k1"}, assertion_claims(keyed)) + ".")
     token = server_token(client, admin)
     kid, _ = server_key(client, token)
     inactive(client, admin, unsigned({"alg": alg, "kid": kid}, server_claims(token)) + ".")
@@ -272,11 +258,13 @@ def test_jku_x5u_jwk_and_x5c_headers_are_ignored(
     token = server_token(client, admin)
     kid, _ = server_key(client, token)
     for pointer in pointers:
-        refused_assertion(client, rs256(attacker_key, {"kid": "k1", **pointer}, claims_for(keyed)))
+        refused_assertion(
+            client, rs256(attacker_key, {"kid": "k1", **pointer}, assertion_claims(keyed))
+        )
         inactive(client, admin, rs256(attacker_key, {"kid": kid, **pointer}, server_claims(token)))
     # Beside a genuine signature the pointers change nothing: the stored key decides.
     accepted_assertion(
-        client, rs256(client_key, {"kid": "k1", "jku": listener.url}, claims_for(keyed))
+        client, rs256(client_key, {"kid": "k1", "jku": listener.url}, assertion_claims(keyed))
     )
     time.sleep(0.3)
     assert listener.connections == 0  # no outbound request was ever made
@@ -305,11 +293,11 @@ def test_kid_injection(
     keyed: str,
     kid: str,
 ) -> None:
-    refused_assertion(client, rs256(attacker_key, {"kid": kid}, claims_for(keyed)))
+    refused_assertion(client, rs256(attacker_key, {"kid": kid}, assertion_claims(keyed)))
     token = server_token(client, admin)
     inactive(client, admin, rs256(attacker_key, {"kid": kid}, server_claims(token)))
     # Nothing in the store was touched: the client and the realm's keys still work.
-    accepted_assertion(client, rs256(client_key, {"kid": "k1"}, claims_for(keyed)))
+    accepted_assertion(client, rs256(client_key, {"kid": "k1"}, assertion_claims(keyed)))
     assert client.post("/oauth/introspect", data={"token": token}, headers=admin).json()["active"]
 
 
@@ -330,7 +318,7 @@ def test_kid_of_another_realm(client: TestClient, admin: dict[str, str]) -> None
 
 
 def test_assertion_replay(client: TestClient, client_key: rsa.RSAPrivateKey, keyed: str) -> None:
-    assertion = rs256(client_key, {"kid": "k1"}, claims_for(keyed))
+    assertion = rs256(client_key, {"kid": "k1"}, assertion_claims(keyed))
     accepted_assertion(client, assertion)
     refused_assertion(client, assertion, "jti")
 
@@ -348,7 +336,9 @@ def test_assertion_replay(client: TestClient, client_key: rsa.RSAPrivateKey, key
 def test_assertion_audience_of_another_server_or_realm(
     client: TestClient, client_key: rsa.RSAPrivateKey, keyed: str, aud: Any
 ) -> None:
-    refused_assertion(client, rs256(client_key, {"kid": "k1"}, claims_for(keyed, aud=aud)), "aud")
+    refused_assertion(
+        client, rs256(client_key, {"kid": "k1"}, assertion_claims(keyed, aud=aud)), "aud"
+    )
 
 
 def test_expired_tokens(
@@ -356,7 +346,9 @@ def test_expired_tokens(
 ) -> None:
     past = int(time.time()) - 3600
     refused_assertion(
-        client, rs256(client_key, {"kid": "k1"}, claims_for(keyed, iat=past - 60, exp=past)), "exp"
+        client,
+        rs256(client_key, {"kid": "k1"}, assertion_claims(keyed, iat=past - 60, exp=past)),
+        "exp",
     )
     # A tenant's own token (an uploaded key): expired is inactive, the same one
     # unexpired is active.
@@ -375,7 +367,9 @@ def test_expired_tokens(
 
 def test_nbf_in_the_future(client: TestClient, client_key: rsa.RSAPrivateKey, keyed: str) -> None:
     later = int(time.time()) + 600
-    refused_assertion(client, rs256(client_key, {"kid": "k1"}, claims_for(keyed, nbf=later)), "nbf")
+    refused_assertion(
+        client, rs256(client_key, {"kid": "k1"}, assertion_claims(keyed, nbf=later)), "nbf"
+    )
 
 
 def test_iat_far_in_the_future(
@@ -384,7 +378,7 @@ def test_iat_far_in_the_future(
     later = int(time.time()) + 86400
     refused_assertion(
         client,
-        rs256(client_key, {"kid": "k1"}, claims_for(keyed, iat=later, exp=later + 60)),
+        rs256(client_key, {"kid": "k1"}, assertion_claims(keyed, iat=later, exp=later + 60)),
         "iat",
     )
 
@@ -395,7 +389,7 @@ def test_assertion_with_a_lifetime_far_beyond_the_limit(
     # A long-lived assertion would make a stolen one useful for long: refused.
     refused_assertion(
         client,
-        rs256(client_key, {"kid": "k1"}, claims_for(keyed, exp=int(time.time()) + 86400)),
+        rs256(client_key, {"kid": "k1"}, assertion_claims(keyed, exp=int(time.time()) + 86400)),
         "exp",
     )
 
@@ -421,7 +415,7 @@ def test_malformed_base64(
     keyed: str,
     mangle: Any,
 ) -> None:
-    h, p, s = rs256(client_key, {"kid": "k1"}, claims_for(keyed)).split(".")
+    h, p, s = rs256(client_key, {"kid": "k1"}, assertion_claims(keyed)).split(".")
     refused_assertion(client, mangle(h, p, s))
     h, p, s = server_token(client, admin).split(".")
     inactive(client, admin, mangle(h, p, s))
@@ -433,9 +427,11 @@ def test_crit_header_not_understood(
     # RFC 7515 §4.1.11: a recipient that does not understand a crit extension MUST
     # reject the JWS, even when the signature is good.
     header = {"kid": "k1", "crit": ["exp-policy"], "exp-policy": "strict"}
-    refused_assertion(client, rs256(client_key, header, claims_for(keyed)))
+    refused_assertion(client, rs256(client_key, header, assertion_claims(keyed)))
     for crit in (["b64"], [], "exp-policy"):
-        refused_assertion(client, rs256(client_key, {"kid": "k1", "crit": crit}, claims_for(keyed)))
+        refused_assertion(
+            client, rs256(client_key, {"kid": "k1", "crit": crit}, assertion_claims(keyed))
+        )
 
 
 def test_ps_rs_downgrade(
@@ -448,10 +444,10 @@ def test_ps_rs_downgrade(
         token_endpoint_auth_method="private_key_jwt",
         jwks={"keys": [public_jwk(client_key, alg="PS256")]},
     )["client_id"]
-    refused_assertion(client, rs256(client_key, {"kid": "k1"}, claims_for(ps)))
+    refused_assertion(client, rs256(client_key, {"kid": "k1"}, assertion_claims(ps)))
     accepted_assertion(
         client,
-        jwt.encode(claims_for(ps), client_key, algorithm="PS256", headers={"kid": "k1"}),
+        jwt.encode(assertion_claims(ps), client_key, algorithm="PS256", headers={"kid": "k1"}),
     )
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     rs = register(
@@ -461,9 +457,9 @@ def test_ps_rs_downgrade(
         jwks={"keys": [public_jwk(other, kid="k2", alg="RS256")]},
     )["client_id"]
     refused_assertion(
-        client, jwt.encode(claims_for(rs), other, algorithm="PS256", headers={"kid": "k2"})
+        client, jwt.encode(assertion_claims(rs), other, algorithm="PS256", headers={"kid": "k2"})
     )
-    accepted_assertion(client, rs256(other, {"kid": "k2"}, claims_for(rs)))
+    accepted_assertion(client, rs256(other, {"kid": "k2"}, assertion_claims(rs)))
 
 
 def test_es_rs_confusion(
@@ -472,9 +468,10 @@ def test_es_rs_confusion(
     # An EC signature, or an ES256 header over an RSA signature, against the RSA key.
     ec_key = ec.generate_private_key(ec.SECP256R1())
     refused_assertion(
-        client, jwt.encode(claims_for(keyed), ec_key, algorithm="ES256", headers={"kid": "k1"})
+        client,
+        jwt.encode(assertion_claims(keyed), ec_key, algorithm="ES256", headers={"kid": "k1"}),
     )
-    _h, p, s = rs256(client_key, {"kid": "k1"}, claims_for(keyed)).split(".")
+    _h, p, s = rs256(client_key, {"kid": "k1"}, assertion_claims(keyed)).split(".")
     relabelled = b64url(json.dumps({"alg": "ES256", "kid": "k1"}).encode())
     refused_assertion(client, f"{relabelled}.{p}.{s}")
     token = server_token(client, admin)
