@@ -99,6 +99,12 @@ def test_an_unhealthy_loop_makes_the_replica_unready_with_its_reason(
     client: TestClient,
 ) -> None:
     subscription = services(client).loops[0]
+    # The subscription records a success once it is subscribed: wait for that, or
+    # it lands after the injected failures and wipes them (a flaky 200, seen in CI).
+    deadline = time.monotonic() + 5
+    while subscription.last_success is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert subscription.last_success is not None, "the subscription never subscribed"
     for _ in range(5):
         subscription.failed(RuntimeError("NOPERM injected"))
     unready = probe(client)
