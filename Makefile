@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 $(BIN)/.installed-test: $(BIN)/.installed
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,otel]'
 	@touch $@
 
 $(BIN)/.installed-bench: $(BIN)/.installed
@@ -26,7 +26,9 @@ $(BIN)/.installed-bench: $(BIN)/.installed
 run: $(BIN)/.installed
 	@echo "jwks-service on http://$(HOST):$(PORT)  (JWKS: http://$(HOST):$(PORT)/.well-known/jwks.json)"
 	@echo "Admin key: in another terminal run  make admin-key  (or $(BIN)/jwks-service admin-key create)"
-	@JWKS_ISSUER=$${JWKS_ISSUER:-http://$(HOST):$(PORT)} $(BIN)/jwks-service serve --host $(HOST) --port $(PORT)
+	@JWKS_ISSUER=$${JWKS_ISSUER:-http://$(HOST):$(PORT)} JWKS_LOG_FORMAT=$${JWKS_LOG_FORMAT:-text} \
+	  JWKS_SHUTDOWN_DELAY=$${JWKS_SHUTDOWN_DELAY:-0} \
+	  $(BIN)/jwks-service serve --host $(HOST) --port $(PORT)
 
 admin-key: $(BIN)/.installed
 	@$(BIN)/jwks-service admin-key create $(if $(REALM),--realm $(REALM))

@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
+from service import logs, metrics
 from service.bootstrap import open_runtime
 from service.clock import Clock, SystemClock
 from service.config import Settings
@@ -24,6 +26,7 @@ from service.http import (
     event_routes,
     exception_handlers,
     health_routes,
+    metrics_routes,
     oauth_routes,
     openapi_routes,
     wellknown_routes,
@@ -32,15 +35,23 @@ from service.keys import RotationScheduler, usable_cores
 from service.models import DEFAULT_REALM
 from service.storage import Store
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    tracer_provider: TracerProvider | None = None,
 ) -> ASGIApp:
-    """Build the app. ``store`` and ``clock`` are injectable for tests.
+    """Build the app. ``store``, ``clock`` and the tracing ``tracer_provider``
+    (with ``JWKS_OTEL`` on) are injectable for tests.
 
     The lifespan opens the store (starting the embedded server when there is no
     ``JWKS_REDIS_URL``), and keeps the key-ring and client caches current from the
@@ -59,10 +70,11 @@ def create_app(
             # never end but by cancellation; readiness reads their records.
             loops = list(runtime.watcher.loops)
             tasks = [asyncio.create_task(runtime.watcher.run(), name="cache-watch")]
-            if settings.rotation_interval:
-                scheduler = RotationScheduler(runtime.keys, settings.rotation_interval, clock=time)
-                loops.append(scheduler.loop)
-                tasks.append(asyncio.create_task(scheduler.run(), name="key-rotation"))
+            # Always: with JWKS_ROTATION_INTERVAL=0 the realms that set an interval of
+            # their own still rotate on it (the others do not).
+            scheduler = RotationScheduler(runtime.keys, settings.rotation_interval, clock=time)
+            loops.append(scheduler.loop)
+            tasks.append(asyncio.create_task(scheduler.run(), name="key-rotation"))
             try:
                 yield {
                     "services": Services(
@@ -83,13 +95,17 @@ def create_app(
                 }
             finally:
                 await _stop(tasks)
+                log.info("stopped the background loops: %s", ", ".join(t.get_name() for t in tasks))
+                metrics.process_exiting()
 
+    metrics.limit_realms(settings.metrics_realms)
     handlers = exception_handlers()
     app = Starlette(
         routes=[
             *wellknown_routes(),
             *oauth_routes(),
             *health_routes(),
+            *metrics_routes(),
             *admin_routes(),
             *client_routes(),
             *event_routes(),
@@ -103,14 +119,19 @@ def create_app(
     # the Host header, which a caller chooses: a redirect to any host it likes. A
     # path is either a route or a 404.
     app.router.redirect_slashes = False
-    access_log = AccessLog() if settings.access_log else None
-    return HotPaths(
+    access_log = AccessLog(log_format=settings.log_format) if settings.access_log else None
+    hot = HotPaths(
         app,
         handlers,
         access_log=access_log,
         max_realms=settings.cache_realms,
         token_concurrency=2 * usable_cores(),
     )
+    if settings.otel:
+        from service.http.tracing import traced
+
+        return traced(hot, tracer_provider)
+    return hot
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:
@@ -132,5 +153,10 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def create_app_from_env() -> ASGIApp:
-    """Factory for uvicorn workers: settings from the environment."""
-    return create_app(Settings.from_env())
+    """Factory for uvicorn workers: settings from the environment.
+
+    A worker is a new interpreter (spawned): its logging is configured here.
+    """
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, settings.log_level)
+    return create_app(settings)

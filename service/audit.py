@@ -11,7 +11,6 @@ material.
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 from collections.abc import Iterable, Mapping
@@ -126,6 +125,18 @@ def event_object(event: AuditEvent) -> dict[str, Any]:
 
 
 def log_events(events: Iterable[AuditEvent]) -> None:
-    """Write each event as one JSON line to the ``service.audit`` log, once it is stored."""
+    """Write each event as one line of the ``service.audit`` log, once it is stored.
+
+    The message names the change for a reader; the whole event object rides on the
+    record as ``event``, which the JSON log format writes as a nested object.
+    """
     for event in events:
-        log.info("%s", json.dumps(event_object(event), separators=(",", ":")))
+        document = event_object(event)
+        log.info(
+            "%s realm=%s actor=%s subject=%s",
+            document["type"],
+            document["realm"],
+            document["actor"],
+            document["subject"],
+            extra={"event": document},
+        )

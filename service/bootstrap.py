@@ -6,16 +6,20 @@ the same store with the same code.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from service import crypto
 from service.clock import Clock, SystemClock
-from service.config import ConfigError, Settings
+from service.config import ConfigError, Settings, redacted_url
 from service.keys import (
     REVALIDATE_INTERVAL,
     AdminKeys,
@@ -31,11 +35,21 @@ from service.oauth.clients import ClientRegistry
 from service.oauth.grants import ClientCredentialsGrant
 from service.oauth.introspection import Introspector
 from service.ratelimit import RateLimiter, RateLimits
-from service.storage import Store
+from service.storage import Store, StoreUnavailable
 from service.storage.embedded import running_server
 from service.storage.redis import connect
 
-__all__ = ["Runtime", "check_kek", "load_or_create_kek", "open_runtime"]
+__all__ = ["Runtime", "check_kek", "load_or_create_kek", "open_runtime", "wait_for_store"]
+
+log = logging.getLogger(__name__)
+
+#: The pause after the first failed attempt to reach the store; it doubles up to the
+#: longest, so a store that is seconds away is found soon and one that is down is not
+#: asked more than every few seconds.
+_FIRST_PAUSE: Final = 0.5
+_LONGEST_PAUSE: Final = 5.0
+#: How much of a client error's message a line quotes.
+_CAUSE_LENGTH: Final = 160
 
 
 @dataclass(frozen=True)
@@ -99,18 +113,89 @@ def _open_store(settings: Settings, stack: contextlib.AsyncExitStack) -> Store:
 
 
 async def check_kek(settings: Settings) -> None:
-    """The start-up KEK check of :func:`open_runtime`, alone.
+    """The start-up KEK check of :func:`open_runtime`, alone, once the store answers.
 
     ``serve`` runs it before it starts its workers, so that a store holding secrets
     under a KEK that JWKS_KEK lacks stops the start with one line (a worker's
-    failed start would print a traceback).
+    failed start would print a traceback). A store that starts with the service (a
+    compose file, pods started together) is waited for, ``JWKS_STORE_WAIT`` s at
+    most (:func:`wait_for_store`).
 
     :raises crypto.MissingKek: naming the KEK ids that JWKS_KEK lacks.
     :raises crypto.SealError: JWKS_KEK has another key under the check value's id.
-    :raises StoreUnavailable:
+    :raises StoreUnavailable: the store did not answer in time: one line, with the cause.
     """
     async with contextlib.AsyncExitStack() as stack:
-        await check_keks(_open_store(settings, stack), _sealer(settings))
+        store = _open_store(settings, stack)
+        await wait_for_store(store, _store_name(settings), settings.store_wait)
+        await check_keks(store, _sealer(settings))
+
+
+async def wait_for_store(store: Store, where: str, wait: float) -> None:
+    """Return once ``store`` answers PING, trying again for up to ``wait`` seconds.
+
+    Each failed attempt logs one warning: ``where`` (never a password), the attempt,
+    the pause and the cause. The pauses double from 0.5 s up to 5 s.
+
+    :raises StoreUnavailable: still no answer after ``wait`` s (at once if 0).
+    """
+    deadline = time.monotonic() + wait
+    pause = _FIRST_PAUSE
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await store.ping()
+        except StoreUnavailable as exc:
+            cause = _cause(exc)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                tried = (
+                    f" after {attempt} attempts in {wait:g} s (JWKS_STORE_WAIT)"
+                    if attempt > 1
+                    else ""
+                )
+                raise StoreUnavailable(f"cannot reach {where}{tried}: {cause}") from exc
+            wait_now = min(pause, left)
+            log.warning(
+                "waiting for %s (attempt %d, retrying in %g s): %s",
+                where,
+                attempt,
+                round(wait_now, 1),
+                cause,
+            )
+            await asyncio.sleep(wait_now)
+            pause = min(2 * pause, _LONGEST_PAUSE)
+        else:
+            if attempt > 1:
+                log.info("%s answered (attempt %d)", where, attempt)
+            return
+
+
+def _store_name(settings: Settings) -> str:
+    if settings.redis_url is None:
+        return f"the embedded store in {settings.data_dir}"
+    return f"the store at {redacted_url(settings.redis_url)}"
+
+
+def _cause(exc: StoreUnavailable) -> str:
+    """Why the store did not answer, in a few words: the system's reason where there is
+    one (``connection refused``), else the client's error and the start of its message."""
+    error: BaseException | None = exc.__cause__
+    for _ in range(10):  # a chain of causes and contexts; never a long one
+        if error is None:
+            break
+        if isinstance(error, OSError) and error.errno is not None:
+            text = os.strerror(error.errno) if error.errno > 0 else str(error.strerror)
+            return text[:1].lower() + text[1:]
+        error = error.__cause__ or error.__context__
+    first = exc.__cause__
+    if first is None:
+        return str(exc)
+    message = str(first).splitlines()[0] if str(first) else ""
+    if len(message) > _CAUSE_LENGTH:
+        message = message[:_CAUSE_LENGTH] + "..."
+    return f"{type(first).__name__}: {message}" if message else type(first).__name__
 
 
 @contextlib.asynccontextmanager

@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -24,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Final
 
-from service import __version__, crypto
+from service import __version__, crypto, logs, metrics
 from service.audit import CLI
 from service.bootstrap import check_kek, open_runtime
 from service.config import Settings
@@ -74,39 +75,62 @@ def _algo(value: str) -> Algo:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from service.http.lifecycle import ServeConfig, serve
     from service.storage.embedded import running_server
 
     settings = Settings.from_env()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_format, settings.log_level)
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it for us to
     # handle. Left at its default, that kills this process before the ExitStack
     # below stops the embedded server; as an exception it unwinds through it.
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with contextlib.ExitStack() as stack:
+            _share_metrics(stack, args.workers, settings)
             if settings.embedded:
                 # Started here, before the workers: each worker's lifespan finds it
                 # running and connects; it stops when this process does.
                 stack.enter_context(running_server(settings.data_dir, settings.redis_server_bin))
             # The workers check again; checked here first, a KEK that JWKS_KEK lacks
-            # is one line and exit 1, not a traceback from each worker's lifespan.
+            # (or a store that does not answer within JWKS_STORE_WAIT) is one line and
+            # exit 1, not a traceback from each worker's lifespan.
             asyncio.run(check_kek(settings))
             if not settings.bootstrap_admin_key:
                 logging.getLogger(PROG).info(
                     "get an admin key with: %s admin-key create   (or: make admin-key)", PROG
                 )
-            uvicorn.run(
-                "service.app:create_app_from_env",
-                factory=True,
-                **uvicorn_options(args.host, args.port, args.workers, settings),
+            # uvicorn's servers, which drain first (JWKS_SHUTDOWN_DELAY) on a stop.
+            serve(
+                ServeConfig(
+                    "service.app:create_app_from_env",
+                    factory=True,
+                    shutdown_delay=settings.shutdown_delay,
+                    **uvicorn_options(args.host, args.port, args.workers, settings),
+                )
             )
     except _Terminated:
         pass  # asked to stop, and stopped cleanly
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _share_metrics(stack: contextlib.ExitStack, workers: int, settings: Settings) -> None:
+    """Give the workers one directory for their metric values (prometheus_client's
+    multi-process mode), which each must see before it imports the client.
+
+    The operator's PROMETHEUS_MULTIPROC_DIR is emptied of a previous run's files,
+    which would add to this run's. Without one, ``--workers`` > 1 share a new
+    directory in the temp dir (under a read-only root filesystem it must be a
+    writable volume, an ``emptyDir``), removed at exit; one process needs none.
+    """
+    if settings.metrics_dir is not None:
+        metrics.clear_multiprocess_dir(settings.metrics_dir)
+    elif workers > 1:
+        directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="jwks-metrics-"))
+        # Spawned, the workers inherit the environment as it is when they start.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+        stack.callback(os.environ.pop, "PROMETHEUS_MULTIPROC_DIR", None)
 
 
 def uvicorn_options(
@@ -132,7 +156,11 @@ def uvicorn_options(
         "proxy_headers": bool(settings.trusted_proxies),
         "forwarded_allow_ips": list(settings.trusted_proxies),
         "access_log": False,
+        # Logging is ours (service.logs, in every worker): uvicorn's lines included.
+        "log_config": None,
         "timeout_keep_alive": settings.keep_alive_timeout,
+        # After the drain: how long the requests in flight may take to finish.
+        "timeout_graceful_shutdown": settings.shutdown_timeout,
     }
     if importlib.util.find_spec("httptools"):
         from service.http.server import protocol_factory

@@ -8,35 +8,62 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import ipaddress
 import os
+import re
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, TypeVar
-from urllib.parse import unquote, urlsplit
+from typing import Final, Literal, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from service.errors import ServiceError
 from service.models import DEFAULT_KEK_ID, DEFAULT_REALM, KEK_ID
 
-__all__ = ["ConfigError", "MultiHostUrl", "Settings", "parse_multi_host_url"]
+__all__ = [
+    "MULTI_HOST_SCHEMES",
+    "ConfigError",
+    "MultiHostUrl",
+    "Settings",
+    "TlsOptions",
+    "parse_multi_host_url",
+    "redacted_url",
+    "single_server_tls",
+]
 
 T = TypeVar("T")
+#: JWKS_EMBEDDED_STORE: whether the embedded store may start when JWKS_REDIS_URL is unset.
+EmbeddedStore = Literal["allow", "refuse"]
 
 REDIS_SCHEMES: Final = ("redis", "rediss", "unix")
 CLUSTER_SCHEME: Final = "redis+cluster"
 SENTINEL_SCHEME: Final = "redis+sentinel"
+#: The same over TLS, to every node (for Sentinel: to the Sentinels and to the master).
+CLUSTER_TLS_SCHEME: Final = "rediss+cluster"
+SENTINEL_TLS_SCHEME: Final = "rediss+sentinel"
 #: Port of a host given without one: the server's, or Sentinel's.
-_DEFAULT_PORTS: Final = {CLUSTER_SCHEME: 6379, SENTINEL_SCHEME: 26379}
+_DEFAULT_PORTS: Final = {
+    CLUSTER_SCHEME: 6379,
+    CLUSTER_TLS_SCHEME: 6379,
+    SENTINEL_SCHEME: 26379,
+    SENTINEL_TLS_SCHEME: 26379,
+}
+MULTI_HOST_SCHEMES: Final = tuple(_DEFAULT_PORTS)
 RSA_BITS: Final = (2048, 3072, 4096)
 #: Admin keys are at least 32 random bytes; a bootstrap key shorter than this is a typo.
 MIN_ADMIN_KEY_LENGTH: Final = 32
+#: A metrics token shorter than this is guessable (make one with ``openssl rand -hex 32``).
+MIN_METRICS_TOKEN_LENGTH: Final = 16
 #: Slack on top of token lifetime + JWKS max-age for clocks and in-flight requests.
 GRACE_MARGIN: Final = 60
 #: Slack on top of the JWKS max-age before a pre-published key may sign.
 PUBLISH_MARGIN: Final = 5
 #: A request head limit below this refuses ordinary requests (a bearer token alone is ~1 KiB).
 MIN_HEADER_BYTES: Final = 1024
+LOG_FORMATS: Final = ("json", "text")
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: Audit events kept per stream unless JWKS_AUDIT_MAX_EVENTS says otherwise.
 DEFAULT_AUDIT_MAX_EVENTS: Final = 10_000
 
@@ -53,7 +80,8 @@ class ConfigError(ServiceError):
 class Settings:
     """Everything configurable, parsed once at start."""
 
-    redis_url: str | None = None
+    #: The URL may hold the store's and the Sentinels' passwords: not in the repr.
+    redis_url: str | None = field(default=None, repr=False)
     data_dir: Path = Path(".jwks-data")
     issuer: str = "http://127.0.0.1:8000"
     bootstrap_admin_key: str | None = None
@@ -68,6 +96,9 @@ class Settings:
     key_grace: int = 86_400
     rsa_bits: int = 2048
     redis_server_bin: str | None = None
+    #: ``refuse``: a start without JWKS_REDIS_URL is an error, not the embedded store
+    #: (the container image: a store inside a container is lost with it).
+    embedded_store: EmbeddedStore = "allow"
     token_ttl: int = 600
     max_assertion_lifetime: int = 3600
     strict_assertion_audience: bool = False
@@ -78,6 +109,12 @@ class Settings:
     cache_clients: int = 10_000
     #: One line per request on stdout, written in batches.
     access_log: bool = True
+    #: ``json`` (one object per line, for log collectors) or ``text`` (for a terminal).
+    log_format: str = "json"
+    #: The level of the service's own log lines (the access log has none).
+    log_level: str = "INFO"
+    #: OpenTelemetry tracing (the ``otel`` extra), configured by the ``OTEL_*`` variables.
+    otel: bool = False
     #: Audit events kept per realm (and in the global stream); the oldest go first.
     audit_max_events: int = DEFAULT_AUDIT_MAX_EVENTS
     #: RSA keys of at least this many bits sign in a thread pool, off the event loop.
@@ -95,6 +132,15 @@ class Settings:
     max_header_bytes: int = 16_384
     #: Header fields in one head (Apache's LimitRequestFields).
     max_headers: int = 100
+    #: Seconds a stopping process still serves, with /readyz answering 503, before it
+    #: stops accepting: the time load balancers take to drop it.
+    shutdown_delay: int = 5
+    #: Seconds it then waits for the requests in flight before cancelling them
+    #: (uvicorn's timeout_graceful_shutdown); above JWKS_BODY_TIMEOUT, so a slow upload
+    #: ends by itself.
+    shutdown_timeout: int = 15
+    #: Seconds ``serve`` retries its first contact with the store (0: one try).
+    store_wait: int = 30
     #: Addresses or networks of the proxies whose X-Forwarded-For / X-Forwarded-Proto
     #: are believed (the client address of rate limits, lockouts and logs). None: the
     #: TCP peer is the client, whatever a header says.
@@ -112,6 +158,14 @@ class Settings:
     auth_failures_per_address: int = 100
     #: Seconds in which those failures count, and that the lockout lasts.
     auth_lockout: int = 60
+    #: The bearer token ``GET /metrics`` requires (``None``: it answers anyone).
+    metrics_token: str | None = field(default=None, repr=False)
+    #: Realms that get a ``realm`` label value of their own in each process's metrics
+    #: (the others are counted as ``_other``; 0: every realm): each is a series per
+    #: process, auth method and profile.
+    metrics_realms: int = 100
+    #: PROMETHEUS_MULTIPROC_DIR, when the operator sets it (``serve`` empties it first).
+    metrics_dir: Path | None = None
 
     def issuer_of(self, realm: str) -> str:
         """The issuer identifier of ``realm``: the base URL, or ``<base>/realms/<realm>``."""
@@ -146,7 +200,7 @@ class Settings:
 
         keks: tuple[tuple[str, bytes], ...] = secret("JWKS_KEK", _keks, ())
         settings = cls(
-            redis_url=get("JWKS_REDIS_URL", _redis_url, None),
+            redis_url=secret("JWKS_REDIS_URL", _redis_url, None),
             data_dir=get("JWKS_DATA_DIR", lambda _n, v: Path(v), cls.data_dir),
             issuer=get("JWKS_ISSUER", _issuer, cls.issuer),
             bootstrap_admin_key=secret("JWKS_BOOTSTRAP_ADMIN_KEY", _admin_key, None),
@@ -157,6 +211,7 @@ class Settings:
             key_grace=get("JWKS_KEY_GRACE", _positive_seconds, cls.key_grace),
             rsa_bits=get("JWKS_RSA_BITS", _rsa_bits, cls.rsa_bits),
             redis_server_bin=get("JWKS_REDIS_SERVER_BIN", lambda _n, v: v, None),
+            embedded_store=get("JWKS_EMBEDDED_STORE", _embedded_store, cls.embedded_store),
             token_ttl=get("JWKS_TOKEN_TTL", _positive_seconds, cls.token_ttl),
             max_assertion_lifetime=get(
                 "JWKS_MAX_ASSERTION_LIFETIME", _positive_seconds, cls.max_assertion_lifetime
@@ -168,6 +223,9 @@ class Settings:
             cache_realms=get("JWKS_CACHE_REALMS", _positive, cls.cache_realms),
             cache_clients=get("JWKS_CACHE_CLIENTS", _positive, cls.cache_clients),
             access_log=get("JWKS_ACCESS_LOG", _boolean, cls.access_log),
+            log_format=get("JWKS_LOG_FORMAT", _one_of(LOG_FORMATS), cls.log_format),
+            log_level=get("JWKS_LOG_LEVEL", _log_level, cls.log_level),
+            otel=get("JWKS_OTEL", _boolean, cls.otel),
             audit_max_events=get("JWKS_AUDIT_MAX_EVENTS", _positive, cls.audit_max_events),
             sign_thread_min_bits=get(
                 "JWKS_SIGN_THREAD_MIN_BITS", _positive, cls.sign_thread_min_bits
@@ -180,6 +238,9 @@ class Settings:
             keep_alive_requests=get("JWKS_KEEP_ALIVE_REQUESTS", _positive, cls.keep_alive_requests),
             max_header_bytes=get("JWKS_MAX_HEADER_BYTES", _header_bytes, cls.max_header_bytes),
             max_headers=get("JWKS_MAX_HEADERS", _positive, cls.max_headers),
+            shutdown_delay=get("JWKS_SHUTDOWN_DELAY", _seconds, cls.shutdown_delay),
+            shutdown_timeout=get("JWKS_SHUTDOWN_TIMEOUT", _seconds, cls.shutdown_timeout),
+            store_wait=get("JWKS_STORE_WAIT", _seconds, cls.store_wait),
             trusted_proxies=get("JWKS_TRUSTED_PROXIES", _networks, cls.trusted_proxies),
             rate_token_per_client=get(
                 "JWKS_RATE_TOKEN_PER_CLIENT", _limit, cls.rate_token_per_client
@@ -196,7 +257,22 @@ class Settings:
                 "JWKS_AUTH_FAILURES_PER_ADDRESS", _limit, cls.auth_failures_per_address
             ),
             auth_lockout=get("JWKS_AUTH_LOCKOUT", _positive_seconds, cls.auth_lockout),
+            metrics_token=secret("JWKS_METRICS_TOKEN", _metrics_token, None),
+            metrics_realms=get("JWKS_METRICS_REALMS", _limit, cls.metrics_realms),
+            metrics_dir=get("PROMETHEUS_MULTIPROC_DIR", _directory, None),
         )
+        if settings.embedded and settings.embedded_store == "refuse":
+            raise ConfigError(
+                "JWKS_REDIS_URL",
+                "is not set, and JWKS_EMBEDDED_STORE=refuse (as in the container image): "
+                "point it at a Redis or Valkey server (redis://, rediss://, unix://, "
+                "redis+sentinel://, redis+cluster://); to try the embedded store instead, "
+                f"set JWKS_EMBEDDED_STORE=allow and mount a volume at {settings.data_dir}",
+            )
+        if settings.otel and not _installed("opentelemetry.instrumentation.asgi"):
+            raise ConfigError(
+                "JWKS_OTEL", "is on but the otel extra is missing: pip install 'jwks-service[otel]'"
+            )
         if not settings.embedded and settings.kek is None:
             # The KEK in the data dir would live on this machine's (a container's)
             # filesystem only: lost with it, and every secret in the store with it;
@@ -301,39 +377,93 @@ def _networks(name: str, raw: str) -> tuple[str, ...]:
     return networks
 
 
+def _embedded_store(name: str, raw: str) -> EmbeddedStore:
+    value = raw.lower()
+    if value == "allow":
+        return "allow"
+    if value == "refuse":
+        return "refuse"
+    raise ConfigError(name, f"must be allow or refuse, got {raw!r}")
+
+
 def _rsa_bits(name: str, raw: str) -> int:
     if not _is_number(raw) or int(raw) not in RSA_BITS:
         raise ConfigError(name, f"must be one of 2048, 3072, 4096, got {raw!r}")
     return int(raw)
 
 
+#: Query parameters of store URLs: TLS settings (the ``rediss`` schemes), the
+#: Sentinels' own credentials (the Sentinel schemes), a single server's database.
+_TLS_PARAMETERS: Final = (
+    "ssl_ca_certs",
+    "ssl_cert_reqs",
+    "ssl_check_hostname",
+    "ssl_certfile",
+    "ssl_keyfile",
+)
+_SENTINEL_PARAMETERS: Final = ("sentinel_username", "sentinel_password")
+_TLS_SCHEMES: Final = ("rediss", CLUSTER_TLS_SCHEME, SENTINEL_TLS_SCHEME)
+_SENTINEL_SCHEMES: Final = (SENTINEL_SCHEME, SENTINEL_TLS_SCHEME)
+#: What a parameter's name looks like. Anything else is more likely a piece of a
+#: password with a bare ``&`` in it, which no message may quote.
+_PARAMETER_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """TLS to a store (the ``rediss`` schemes), from the URL's ``ssl_*`` parameters."""
+
+    #: ``ssl_ca_certs``: the PEM bundle the server's certificate must chain to
+    #: (``None``: the system's trust store).
+    ca_certs: str | None = None
+    #: ``ssl_cert_reqs=required`` (the default) or ``none``: whether the server's
+    #: certificate is checked at all.
+    verify: bool = True
+    #: ``ssl_check_hostname``: whether the certificate must name the host connected to.
+    check_hostname: bool = True
+    #: ``ssl_certfile`` / ``ssl_keyfile``: a client certificate for mutual TLS (the
+    #: certificate file may hold the key too).
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
 @dataclass(frozen=True)
 class MultiHostUrl:
-    """``redis+cluster://[user:pass@]host:port,...`` or ``redis+sentinel://.../<master>``."""
+    """``redis+cluster://[user:pass@]host:port,...`` or ``redis+sentinel://.../<master>``
+    (``rediss+`` for TLS), with an optional query."""
 
     scheme: str
     hosts: tuple[tuple[str, int], ...]
     #: The Sentinel master name; ``None`` for a cluster.
     service_name: str | None = None
     username: str | None = None
-    password: str | None = None
+    #: Passwords stay out of the repr, which a traceback or a debug log may show.
+    password: str | None = field(default=None, repr=False)
+    #: TLS to every node (the ``rediss+`` schemes); ``None``: plaintext.
+    tls: TlsOptions | None = None
+    #: The Sentinels' own credentials (the userinfo is the master's).
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
 
     @property
     def cluster(self) -> bool:
         """Whether this names Cluster seed nodes (else Sentinels)."""
-        return self.scheme == CLUSTER_SCHEME
+        return self.scheme in (CLUSTER_SCHEME, CLUSTER_TLS_SCHEME)
 
 
 def parse_multi_host_url(raw: str) -> MultiHostUrl:
     """Parse a cluster or sentinel URL.
 
-    :raises ValueError: with a message that never quotes the URL (it may hold a password).
+    :raises ValueError: with a message that never quotes the URL or a query value
+        (either may hold a password).
     """
     scheme, sep, rest = raw.partition("://")
     if not sep or scheme not in _DEFAULT_PORTS:
-        raise ValueError(f"must start with {CLUSTER_SCHEME}:// or {SENTINEL_SCHEME}://")
-    if "?" in rest or "#" in rest:
-        raise ValueError("takes no query or fragment")
+        raise ValueError(f"must start with {', '.join(f'{s}://' for s in MULTI_HOST_SCHEMES)}")
+    if "#" in rest:
+        raise ValueError("takes no fragment")
+    rest, _, query = rest.partition("?")
+    params = _query(query, scheme)
     netloc, _, path = rest.partition("/")
     userinfo, at, hostlist = netloc.rpartition("@")
     username = password = None
@@ -346,11 +476,178 @@ def parse_multi_host_url(raw: str) -> MultiHostUrl:
             username, password = None, username
     hosts = tuple(_host_port(h, _DEFAULT_PORTS[scheme]) for h in hostlist.split(","))
     service = unquote(path.strip("/"))
-    if scheme == SENTINEL_SCHEME and not service:
-        raise ValueError("needs the master name as its path: redis+sentinel://host:port/<name>")
-    if scheme == CLUSTER_SCHEME and service:
+    sentinel = scheme in _SENTINEL_SCHEMES
+    if sentinel and not service:
+        raise ValueError(f"needs the master name as its path: {scheme}://host:port/<name>")
+    if not sentinel and service:
         raise ValueError("takes no path (Cluster has no databases)")
-    return MultiHostUrl(scheme, hosts, service or None, username, password)
+    if "sentinel_username" in params and "sentinel_password" not in params:
+        raise ValueError("has sentinel_username without sentinel_password")
+    return MultiHostUrl(
+        scheme,
+        hosts,
+        service or None,
+        username,
+        password,
+        tls=_tls_options(params) if scheme in _TLS_SCHEMES else None,
+        sentinel_username=params.get("sentinel_username"),
+        sentinel_password=params.get("sentinel_password"),
+    )
+
+
+def redacted_url(raw: str) -> str:
+    """Where a ``JWKS_REDIS_URL`` points, for messages: its scheme, hosts and ports (or
+    socket path, or Sentinel master), without anything that may be secret (user,
+    password, query)."""
+    if raw.startswith(tuple(f"{scheme}:" for scheme in MULTI_HOST_SCHEMES)):
+        try:
+            parsed = parse_multi_host_url(raw)
+        except ValueError:
+            return f"{raw.partition(':')[0]}://..."
+        hosts = ",".join(_netloc(host, port) for host, port in parsed.hosts)
+        master = f"/{parsed.service_name}" if parsed.service_name else ""
+        return f"{parsed.scheme}://{hosts}{master}"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        return f"{raw.partition(':')[0]}://..."
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    return f"{parts.scheme}://{_netloc(parts.hostname or '', port)}"
+
+
+def _netloc(host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
+
+
+def single_server_tls(raw: str) -> TlsOptions | None:
+    """The TLS options of a ``rediss://`` URL (``None`` for ``redis://`` and ``unix://``),
+    after checking the URL's query.
+
+    :raises ValueError: with a message that never quotes the URL or a query value.
+    """
+    parts = urlsplit(raw)
+    params = _query(parts.query, parts.scheme)
+    if "db" in params and not _is_number(params["db"]):
+        raise ValueError("has a db parameter that is not a whole number")
+    return _tls_options(params) if parts.scheme in _TLS_SCHEMES else None
+
+
+def _query(query: str, scheme: str) -> dict[str, str]:
+    """The parameters of ``query`` (percent- and ``+``-decoded, as redis-py's
+    ``from_url`` reads them): each known to ``scheme``, given once, with a value.
+
+    Messages name a parameter, never its value.
+    """
+    allowed = (
+        (_TLS_PARAMETERS if scheme in _TLS_SCHEMES else ())
+        + (_SENTINEL_PARAMETERS if scheme in _SENTINEL_SCHEMES else ())
+        + (() if scheme in _DEFAULT_PORTS else ("db",))
+    )
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if not _PARAMETER_NAME.fullmatch(name):
+            raise ValueError(
+                "has a query parameter with a malformed name (percent-encode &, =, + "
+                "and # inside values)"
+            )
+        if name not in allowed:
+            raise ValueError(_unknown_parameter(name, scheme, allowed))
+        if name in params:
+            raise ValueError(f"has the query parameter {name} twice")
+        if not value:
+            raise ValueError(f"has an empty query parameter {name}")
+        params[name] = value
+    return params
+
+
+def _unknown_parameter(name: str, scheme: str, allowed: tuple[str, ...]) -> str:
+    if name in _TLS_PARAMETERS or name == "ssl":
+        if scheme in _TLS_SCHEMES:
+            return "has ssl: the rediss scheme already means TLS"
+        tls = {
+            "redis": "rediss://",
+            CLUSTER_SCHEME: f"{CLUSTER_TLS_SCHEME}://",
+            SENTINEL_SCHEME: f"{SENTINEL_TLS_SCHEME}://",
+        }.get(scheme)
+        return f"has {name}, a TLS parameter: TLS needs {tls}" if tls else "has no TLS"
+    if name in _SENTINEL_PARAMETERS:
+        return f"has {name}, which only Sentinel URLs take"
+    known = f" (it takes {', '.join(allowed)})" if allowed else " (it takes none)"
+    return f"has an unknown query parameter {name}{known}"
+
+
+def _tls_options(params: Mapping[str, str]) -> TlsOptions:
+    cert_reqs = params.get("ssl_cert_reqs", "required").lower()
+    if cert_reqs not in ("required", "none"):
+        raise ValueError("has an ssl_cert_reqs that is neither required nor none")
+    check_hostname = params.get("ssl_check_hostname", "true").lower()
+    if check_hostname not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError("has an ssl_check_hostname that is neither true nor false")
+    tls = TlsOptions(
+        ca_certs=params.get("ssl_ca_certs"),
+        verify=cert_reqs == "required",
+        check_hostname=check_hostname in ("true", "1", "yes"),
+        certfile=params.get("ssl_certfile"),
+        keyfile=params.get("ssl_keyfile"),
+    )
+    if tls.keyfile and not tls.certfile:
+        raise ValueError("has ssl_keyfile without ssl_certfile")
+    _load_tls_files(tls)
+    return tls
+
+
+def _load_tls_files(tls: TlsOptions) -> None:
+    """Load the files ``tls`` names once, so that a missing or bad one stops the
+    start with its parameter's name, not the first connection with an OpenSSL error."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls.ca_certs:
+        try:
+            context.load_verify_locations(cafile=tls.ca_certs)
+        except ssl.SSLError:
+            raise ValueError("has an ssl_ca_certs file that holds no PEM certificate") from None
+        except OSError as exc:
+            raise ValueError(f"has an ssl_ca_certs file it cannot read: {exc.strerror}") from None
+    if tls.certfile:
+        try:
+            # An encrypted key would make OpenSSL prompt on the terminal: refuse it.
+            context.load_cert_chain(tls.certfile, tls.keyfile, password=lambda: b"")
+        except ssl.SSLError:
+            raise ValueError(
+                "has an ssl_certfile / ssl_keyfile that are not a PEM certificate and its "
+                "unencrypted private key"
+            ) from None
+        except OSError as exc:
+            raise ValueError(
+                f"has an ssl_certfile or ssl_keyfile it cannot read: {exc.strerror}"
+            ) from None
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (a parent may be)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ConfigError(name, f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
 
 
 def _host_port(item: str, default_port: int) -> tuple[str, int]:
@@ -370,8 +667,8 @@ def _host_port(item: str, default_port: int) -> tuple[str, int]:
 
 
 def _redis_url(name: str, raw: str) -> str:
-    # The URL may hold a password: no message quotes it.
-    if raw.startswith((f"{CLUSTER_SCHEME}:", f"{SENTINEL_SCHEME}:")):
+    # The URL may hold passwords: no message quotes it.
+    if raw.startswith(tuple(f"{scheme}:" for scheme in MULTI_HOST_SCHEMES)):
         try:
             parse_multi_host_url(raw)
         except ValueError as exc:
@@ -383,14 +680,16 @@ def _redis_url(name: str, raw: str) -> str:
     except ValueError as exc:
         raise ConfigError(name, "is not a valid URL (bad host or port)") from exc
     if parts.scheme not in REDIS_SCHEMES:
-        raise ConfigError(
-            name,
-            "must start with redis://, rediss://, unix://, redis+cluster:// or redis+sentinel://",
-        )
+        schemes = ", ".join(f"{scheme}://" for scheme in (*REDIS_SCHEMES, *MULTI_HOST_SCHEMES))
+        raise ConfigError(name, f"must start with one of {schemes}")
     if parts.scheme != "unix" and not hostname:
         raise ConfigError(name, "has no host")
     if parts.scheme == "unix" and not parts.path:
         raise ConfigError(name, "has no socket path")
+    try:
+        single_server_tls(raw)
+    except ValueError as exc:
+        raise ConfigError(name, str(exc)) from None
     return raw
 
 
@@ -411,6 +710,22 @@ def _admin_key(name: str, raw: str) -> str:
     if len(raw) < MIN_ADMIN_KEY_LENGTH:
         raise ConfigError(name, f"must be at least {MIN_ADMIN_KEY_LENGTH} characters")
     return raw
+
+
+def _metrics_token(name: str, raw: str) -> str:
+    # Sent as is in an Authorization header: no spaces, no control characters.
+    if not (raw.isascii() and raw.isprintable()) or " " in raw:
+        raise ConfigError(name, "must be printable ASCII without spaces")
+    if len(raw) < MIN_METRICS_TOKEN_LENGTH:
+        raise ConfigError(name, f"must be at least {MIN_METRICS_TOKEN_LENGTH} characters")
+    return raw
+
+
+def _directory(name: str, raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_dir():
+        raise ConfigError(name, f"must be an existing directory, got {raw!r}")
+    return path
 
 
 def _keks(name: str, raw: str) -> tuple[tuple[str, bytes], ...]:

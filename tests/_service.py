@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -41,12 +42,13 @@ def flush(redis_url: str) -> None:
 
 
 def start_service(
-    port: int, redis_url: str, data_dir: Path, log: Path, **variables: str
+    port: int, redis_url: str, data_dir: Path, log: Path, *, workers: int = 1, **variables: str
 ) -> subprocess.Popen[bytes]:
     """Start the service on ``port`` and ``redis_url``; output goes to ``log``.
 
     The environment has no JWKS_* of the caller's, only the test KEK and admin
-    key, ``JWKS_ISSUER`` = this replica's URL unless given, and ``variables``.
+    key, ``JWKS_ISSUER`` = this replica's URL unless given, and ``variables``;
+    ``workers`` worker processes.
     ``TEST_ASGI_SERVER=granian`` runs the app under granian instead of ``serve``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
@@ -57,9 +59,13 @@ def start_service(
         JWKS_ISSUER=f"http://127.0.0.1:{port}",
         JWKS_DATA_DIR=str(data_dir),
         JWKS_RSA_BITS="2048",
+        # stop() would wait out the drain of every service a test starts.
+        JWKS_SHUTDOWN_DELAY="0",
     )
     env.update(variables)
     argv = [sys.executable, "-m", "service", "serve", "--port", str(port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     if os.environ.get("TEST_ASGI_SERVER") == "granian":
         # make bench reports whether the unchanged app passes these tests under granian.
         argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--factory"]
@@ -98,3 +104,46 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+def _session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
+        if int(stat.rpartition(")")[2].split()[3]) == sid:
+            pids.append(int(entry.name))
+    return pids
+
+
+def left_in_session(sid: int, settle: float = 5.0) -> list[str]:
+    """The command lines of what is still in session ``sid`` after up to ``settle`` s
+    (Linux): for a service started with ``start_new_session=True``, whatever of it
+    outlived it (workers, the embedded store).
+
+    multiprocessing's resource tracker, which ``--workers`` starts, ends on its own a
+    moment after the supervisor: hence the wait.
+    """
+    deadline = time.monotonic() + settle
+    while (pids := _session_pids(sid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            left.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return left
+
+
+def kill_session(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL ``process`` and what is left in its session (it must lead its own)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+    for pid in _session_pids(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

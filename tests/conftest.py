@@ -13,6 +13,8 @@ first use.
 from __future__ import annotations
 
 import base64
+import io
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -22,6 +24,7 @@ import pytest
 import redis
 from starlette.testclient import TestClient
 
+from service import logs
 from service.app import create_app
 from service.config import Settings
 from service.storage.embedded import EmbeddedServer, find_server_binary
@@ -132,6 +135,32 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 def admin() -> dict[str, str]:
     """Headers with the bootstrap (global) admin key."""
     return {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
+    """A store of the test's own, to stop, stall or restart."""
+    server = EmbeddedServer(tmp_path / "own", find_server_binary())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def service_log() -> Iterator[io.StringIO]:
+    """The service's own log lines (JSON, from DEBUG up), as the CLI configures them."""
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    logs.configure("json", "DEBUG", stream)
+    try:
+        yield stream
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
 
 
 # Topologies -----------------------------------------------------------------

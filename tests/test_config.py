@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, MultiHostUrl, Settings, parse_multi_host_url
+from service.config import (
+    ConfigError,
+    MultiHostUrl,
+    Settings,
+    TlsOptions,
+    parse_multi_host_url,
+    redacted_url,
+    single_server_tls,
+)
 from service.errors import ServiceError
+from tests._tls import Pki, make_pki
 
 KEK_BYTES = bytes(range(32))
 KEK_B64 = base64.b64encode(KEK_BYTES).decode()
@@ -65,6 +74,16 @@ def test_cache_bounds_access_log_and_signing_threads() -> None:
     assert (settings.cache_realms, settings.cache_clients) == (500, 20_000)
     assert not settings.access_log
     assert settings.sign_thread_min_bits == 3072
+
+
+def test_log_format_and_level() -> None:
+    assert (Settings().log_format, Settings().log_level) == ("json", "INFO")
+    settings = Settings.from_env({"JWKS_LOG_FORMAT": "Text", "JWKS_LOG_LEVEL": "warning"})
+    assert (settings.log_format, settings.log_level) == ("text", "WARNING")
+    with pytest.raises(ConfigError, match="JWKS_LOG_FORMAT: must be one of json, text"):
+        Settings.from_env({"JWKS_LOG_FORMAT": "logfmt"})
+    with pytest.raises(ConfigError, match="JWKS_LOG_LEVEL: must be one of DEBUG"):
+        Settings.from_env({"JWKS_LOG_LEVEL": "loud"})
 
 
 def test_empty_or_blank_values_mean_unset() -> None:
@@ -160,6 +179,140 @@ def test_bad_multi_host_url_error_hides_the_password() -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"JWKS_REDIS_URL": "redis+sentinel://:hunter2-password@s1:x/m"})
     assert "hunter2-password" not in str(caught.value)
+
+
+# TLS and Sentinel credentials in store URLs --------------------------------------
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    return make_pki(tmp_path / "pki")
+
+
+def _redis_url_error(url: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_REDIS_URL": url, "JWKS_KEK": KEK_B64})
+    assert caught.value.variable == "JWKS_REDIS_URL"
+    return str(caught.value)
+
+
+def test_tls_and_sentinel_parameters_parse(pki: Pki) -> None:
+    sentinel = parse_multi_host_url(
+        f"rediss+sentinel://:master-pw@s1,s2:26380/mymaster?ssl_ca_certs={pki.ca}"
+        f"&ssl_certfile={pki.client_cert}&ssl_keyfile={pki.client_key}"
+        "&sentinel_username=watcher&sentinel_password=s%2Bpw%26"
+    )
+    assert sentinel.password == "master-pw"
+    assert (sentinel.sentinel_username, sentinel.sentinel_password) == ("watcher", "s+pw&")
+    assert sentinel.tls == TlsOptions(
+        ca_certs=str(pki.ca), certfile=str(pki.client_cert), keyfile=str(pki.client_key)
+    )
+    assert not sentinel.cluster
+    cluster = parse_multi_host_url(
+        "rediss+cluster://a:7000,b?ssl_cert_reqs=none&ssl_check_hostname=false"
+    )
+    assert cluster.cluster and cluster.hosts == (("a", 7000), ("b", 6379))
+    assert cluster.tls == TlsOptions(verify=False, check_hostname=False)
+    # The plaintext schemes have no TLS; the Sentinels' credentials are optional.
+    assert parse_multi_host_url("redis+sentinel://s1/m?sentinel_password=x").tls is None
+    assert parse_multi_host_url("rediss+cluster://a").tls == TlsOptions()
+
+
+def test_single_server_tls_parameters(pki: Pki) -> None:
+    url = f"rediss://default:pw@cache.example.com:6380/0?ssl_ca_certs={pki.ca}"
+    assert single_server_tls(url) == TlsOptions(ca_certs=str(pki.ca))
+    assert single_server_tls("rediss://h?ssl_cert_reqs=none") == TlsOptions(verify=False)
+    assert single_server_tls("redis://h/0") is None
+    assert single_server_tls("unix:///tmp/v.sock?db=2") is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "ssl_ca_certs={ca}",
+        "ssl_ca_certs={ca}&ssl_cert_reqs=required&ssl_check_hostname=true",
+        "ssl_cert_reqs=none",
+        "ssl_certfile={cert}&ssl_keyfile={key}&ssl_ca_certs={ca}",
+    ],
+)
+@pytest.mark.parametrize(
+    "base",
+    [
+        "rediss://:pw@cache.example.com:6380/0",
+        "rediss+cluster://:pw@a:7000,b",
+        "rediss+sentinel://:pw@s1/m",
+    ],
+)
+def test_tls_urls_accepted(pki: Pki, base: str, query: str) -> None:
+    url = f"{base}?" + query.format(ca=pki.ca, cert=pki.client_cert, key=pki.client_key)
+    settings = Settings.from_env({"JWKS_REDIS_URL": url, "JWKS_KEK": KEK_B64})
+    assert settings.redis_url == url
+
+
+@pytest.mark.parametrize(
+    ("url", "names"),
+    [
+        ("rediss+cluster://a?ssl_ca_cert=/x", "unknown query parameter ssl_ca_cert"),
+        ("rediss://h/0?ssl_verify=no", "unknown query parameter ssl_verify"),
+        ("rediss://h/0?socket_timeout=1", "unknown query parameter socket_timeout"),
+        ("redis+cluster://a?ssl_cert_reqs=none", "TLS needs rediss+cluster://"),
+        ("redis+sentinel://s/m?ssl_cert_reqs=none", "TLS needs rediss+sentinel://"),
+        ("redis://h/0?ssl_cert_reqs=none", "TLS needs rediss://"),
+        ("unix:///tmp/v.sock?ssl_cert_reqs=none", "has no TLS"),
+        ("rediss+cluster://a?ssl=true", "already means TLS"),
+        ("rediss+cluster://a?sentinel_password=x", "only Sentinel URLs"),
+        ("rediss://h?sentinel_password=x", "only Sentinel URLs"),
+        ("rediss+cluster://a?ssl_cert_reqs=none&ssl_cert_reqs=none", "ssl_cert_reqs twice"),
+        ("rediss+cluster://a?ssl_cert_reqs=", "empty query parameter ssl_cert_reqs"),
+        ("rediss+cluster://a?ssl_cert_reqs=optional", "ssl_cert_reqs"),
+        ("rediss+cluster://a?ssl_check_hostname=maybe", "ssl_check_hostname"),
+        ("rediss+cluster://a?ssl_keyfile={key}", "ssl_keyfile without ssl_certfile"),
+        ("rediss+cluster://a?ssl_ca_certs=/nonexistent/ca.pem", "ssl_ca_certs file it cannot read"),
+        ("rediss+cluster://a?ssl_ca_certs={key}", "ssl_ca_certs file that holds no PEM"),
+        ("rediss+cluster://a?ssl_certfile={ca}", "ssl_certfile / ssl_keyfile"),
+        ("rediss+sentinel://s/m?sentinel_username=u", "sentinel_username without"),
+        ("unix:///tmp/v.sock?db=two", "db parameter"),
+    ],
+)
+def test_bad_query_is_config_error_naming_the_parameter(pki: Pki, url: str, names: str) -> None:
+    message = _redis_url_error(url.format(key=pki.client_key, ca=pki.ca))
+    assert names in message
+
+
+def test_query_errors_never_quote_a_value() -> None:
+    secrets = ["hunter2-master", "hunter3-sentinel", "hunter4-value", "/hunter5/path"]
+    urls = [
+        "rediss+sentinel://:hunter2-master@s1/m?sentinel_password=hunter3-sentinel"
+        "&ssl_cert_reqs=hunter4-value",
+        "rediss+sentinel://:hunter2-master@s1/m?sentinel_password=hunter3-sentinel&bogus=1",
+        "rediss+cluster://:hunter2-master@a?ssl_check_hostname=hunter4-value",
+        "rediss://:hunter2-master@h?ssl_ca_certs=/hunter5/path",
+        # A bare & inside a password: the rest is no parameter's name, and is not quoted.
+        "rediss+sentinel://s1/m?sentinel_password=abc&hunter4-value",
+    ]
+    for url in urls:
+        message = _redis_url_error(url)
+        assert not [s for s in secrets if s in message], message
+
+
+def test_store_passwords_are_not_in_reprs() -> None:
+    url = "rediss+sentinel://:hunter2-master@s1/m?sentinel_password=hunter3-sentinel"
+    shown = repr(parse_multi_host_url(url)) + repr(
+        Settings.from_env({"JWKS_REDIS_URL": url, "JWKS_KEK": KEK_B64})
+    )
+    assert "hunter2" not in shown and "hunter3" not in shown
+
+
+def test_redis_url_from_a_file(tmp_path: Path) -> None:
+    url = "rediss+sentinel://:master-pw@s1/m?sentinel_password=sentinel-pw"
+    (tmp_path / "url").write_text(url + "\n")
+    env = {"JWKS_REDIS_URL_FILE": str(tmp_path / "url"), "JWKS_KEK": KEK_B64}
+    assert Settings.from_env(env).redis_url == url
+    (tmp_path / "url").write_text("rediss+sentinel://:master-pw@s1/m?bogus=sentinel-pw")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    assert caught.value.variable == "JWKS_REDIS_URL_FILE"
+    assert "bogus" in str(caught.value) and "pw" not in str(caught.value)
 
 
 def test_data_dir(tmp_path: Path) -> None:
@@ -281,6 +434,12 @@ def test_rsa_bits(raw: str) -> None:
         ("JWKS_MAX_HEADER_BYTES", "1023"),
         ("JWKS_MAX_HEADER_BYTES", "16k"),
         ("JWKS_MAX_HEADERS", "0"),
+        ("JWKS_SHUTDOWN_DELAY", "-1"),
+        ("JWKS_SHUTDOWN_DELAY", "0.5"),
+        ("JWKS_SHUTDOWN_TIMEOUT", "20s"),
+        ("JWKS_SHUTDOWN_TIMEOUT", "-5"),
+        ("JWKS_STORE_WAIT", "forever"),
+        ("JWKS_STORE_WAIT", "-1"),
     ],
 )
 def test_bad_number_is_config_error(variable: str, raw: str) -> None:
@@ -488,3 +647,69 @@ def test_secret_file_that_is_not_text_is_config_error(tmp_path: Path) -> None:
         Settings.from_env({"JWKS_KEK_FILE": str(path)})
     assert caught.value.variable == "JWKS_KEK_FILE"
     assert str(path) in str(caught.value)
+
+
+def test_embedded_store_is_allowed_unless_refused() -> None:
+    assert Settings.from_env({}).embedded_store == "allow"
+    assert Settings.from_env({"JWKS_EMBEDDED_STORE": "allow"}).embedded
+
+
+def test_a_refused_embedded_store_needs_a_redis_url() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_EMBEDDED_STORE": "refuse", "JWKS_DATA_DIR": "/data"})
+    assert caught.value.variable == "JWKS_REDIS_URL"
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "JWKS_EMBEDDED_STORE=allow" in message
+    assert "/data" in message
+
+
+@pytest.mark.parametrize("raw", ["refuse", "Refuse", " REFUSE "])
+def test_a_refused_embedded_store_does_not_matter_with_a_redis_url(raw: str) -> None:
+    settings = Settings.from_env(
+        {"JWKS_EMBEDDED_STORE": raw, "JWKS_REDIS_URL": "redis://store:6379/0", "JWKS_KEK": KEK_B64}
+    )
+    assert settings.embedded_store == "refuse"
+    assert not settings.embedded
+
+
+@pytest.mark.parametrize("raw", ["no", "deny", "true", "refused"])
+def test_bad_embedded_store_is_config_error(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"JWKS_EMBEDDED_STORE": raw})
+    assert caught.value.variable == "JWKS_EMBEDDED_STORE"
+
+
+def test_shutdown_and_store_wait_defaults_fit_kubernetes() -> None:
+    settings = Settings.from_env({})
+    assert (settings.shutdown_delay, settings.shutdown_timeout) == (5, 15)
+    assert settings.store_wait == 30
+    # With the manifest's 5 s preStop sleep, well inside the pod's default 30 s
+    # terminationGracePeriodSeconds; and a slow upload ends (408) within the timeout.
+    assert 5 + settings.shutdown_delay + settings.shutdown_timeout < 30
+    assert settings.shutdown_timeout > settings.body_timeout
+
+
+def test_shutdown_and_store_wait() -> None:
+    settings = Settings.from_env(
+        {"JWKS_SHUTDOWN_DELAY": "0", "JWKS_SHUTDOWN_TIMEOUT": "60", "JWKS_STORE_WAIT": "0"}
+    )
+    assert (settings.shutdown_delay, settings.shutdown_timeout, settings.store_wait) == (0, 60, 0)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:hunter2-password@127.0.0.1:6380/0", "redis://127.0.0.1:6380"),
+        ("rediss://user:hunter2-password@[::1]:6380?ssl_cert_reqs=none", "rediss://[::1]:6380"),
+        ("redis://cache", "redis://cache"),
+        ("unix:///run/valkey.sock?password=hunter2-password", "unix:///run/valkey.sock"),
+        (
+            "redis+sentinel://:hunter2-password@s1,s2:26380/mymaster",
+            "redis+sentinel://s1:26379,s2:26380/mymaster",
+        ),
+        ("redis+cluster://u:hunter2-password@a:7000,b:7001", "redis+cluster://a:7000,b:7001"),
+    ],
+)
+def test_a_redacted_url_shows_where_and_no_secret(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown

@@ -3,9 +3,10 @@
 ``problems`` is the one place errors become responses (RFC 9457
 problem+json); ``limits`` caps request bodies; ``admin`` is the /v1 API
 (``clients`` its clients, ``events`` its audit events);
-``wellknown`` publishes JWKS documents; ``health`` answers probes; ``hot``
-answers the hot paths ahead of the framework and ``access_log`` logs requests;
-``openapi`` serves the OpenAPI document of all of them.
+``wellknown`` publishes JWKS documents; ``health`` answers probes and
+``metrics`` scrapes; ``hot`` answers the hot paths ahead of the framework and
+``access_log`` logs requests; ``openapi`` serves the OpenAPI document of all of
+them.
 """
 
 from service.http._state import Services
@@ -16,6 +17,7 @@ from service.http.events import event_routes
 from service.http.health import health_routes
 from service.http.hot import HotPaths
 from service.http.limits import BodySizeLimit
+from service.http.metrics import metrics_routes
 from service.http.oauth import oauth_routes
 from service.http.openapi import openapi_document, openapi_routes
 from service.http.problems import exception_handlers
@@ -31,6 +33,7 @@ __all__ = [
     "event_routes",
     "exception_handlers",
     "health_routes",
+    "metrics_routes",
     "oauth_routes",
     "openapi_document",
     "openapi_routes",

@@ -11,7 +11,6 @@ from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from service.audit import Actor
 from service.errors import Forbidden, InvalidInput
@@ -23,6 +22,7 @@ from service.http._params import (
     read_json_object,
 )
 from service.http._render import key_object, realm_object
+from service.http._routing import Route
 from service.http._state import Services, services
 from service.keys import (
     CreatedKey,

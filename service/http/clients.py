@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from service.errors import InvalidInput
 from service.http._params import page_params, read_json_object
 from service.http._render import client_object
+from service.http._routing import Route
 from service.http.admin import acting_on_realm, admin_for_realm
 from service.oauth.errors import InvalidClientMetadata
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from service.audit import AuditEvent, event_object
 from service.errors import Forbidden
 from service.http._params import bearer_token, client_address, page_params
+from service.http._routing import Route
 from service.http._state import services
 from service.http.admin import admin_for_realm
 from service.models import Page

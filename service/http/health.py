@@ -7,7 +7,8 @@ is away (a Sentinel failover takes seconds), and taking every replica out of
 the Service at the first failed PING would turn a store blip into an outage.
 Only once the caches have gone unconfirmed by the store for longer than
 ``JWKS_JWKS_MAX_AGE`` (what verifiers may cache anyway) while the store is away
-does a replica turn unready.
+does a replica turn unready. A replica that is shutting down (draining, see
+:mod:`service.http.lifecycle`) is unready too, while it still serves.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from service.http._routing import Route
 from service.http._state import Services, services
+from service.http.lifecycle import DRAIN
 from service.models import DEFAULT_REALM
 
 __all__ = ["PING_TIMEOUT", "health_routes"]
@@ -45,6 +47,8 @@ async def readyz(request: Request) -> Response:
     reasons = _reasons(found, store, age)
     if not await _default_ring_held(found):
         reasons.insert(0, "the default realm's key ring is not loaded")
+    if DRAIN.active:
+        reasons.insert(0, "shutting down")
     body = {
         "status": "unready" if reasons else "ready",
         "store": store,

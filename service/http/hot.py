@@ -11,6 +11,9 @@ layer, the outermost app:
   the same exception handlers the framework would use, admitting only a few token
   requests at a time so that cheap requests never queue behind many of them;
 - passes everything else (and every other method on these paths) to the app;
+- gives every request an id (the caller's ``X-Request-ID`` when it is a sane
+  one, else a new one), echoed in the response and in every log line of the
+  request (:data:`service.logs.REQUEST_ID`);
 - writes the access log line of every request (:mod:`.access_log`), and adds
   ``X-Content-Type-Options: nosniff`` and a Content-Security-Policy that allows
   nothing to every response.
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import secrets
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -33,12 +38,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
+from service import metrics
+from service.http._routing import CLIENT_ID, REALM, ROUTE
 from service.http._state import Services
 from service.http.access_log import AccessLog, request_target
 from service.http.limits import BodySizeLimit
 from service.http.oauth import introspect, token
 from service.http.wellknown import JWKS_MEDIA_TYPE, if_none_match
 from service.keys import JwksDocument, RealmNotFound
+from service.logs import REQUEST_ID
 from service.models import DEFAULT_REALM, REALM_NAME
 
 __all__ = ["HotPaths"]
@@ -50,6 +58,20 @@ _EMPTY: Final[Message] = {"type": "http.response.body", "body": b""}
 #: served here may run, load anything or be framed, were it ever rendered.
 _NOSNIFF: Final = (b"x-content-type-options", b"nosniff")
 _CSP: Final = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+#: A caller's request id is kept when it is this: short, and nothing a log line or a
+#: header could be split by (a UUID, a W3C trace id, an AWS or Heroku id all are).
+_SANE_REQUEST_ID: Final = re.compile(rb"[A-Za-z0-9._:/+=-]{1,128}")
+#: Where the default realm's issuer endpoints are (its other routes name no realm).
+_ISSUER_PATHS: Final = ("/oauth/", "/.well-known/", "/asap/")
+#: The templates of the routes answered here (the framework's record theirs).
+_TEMPLATES: Final = {
+    (_JWKS, False): "/.well-known/jwks.json",
+    (_JWKS, True): "/realms/{realm}/.well-known/jwks.json",
+    ("oauth/token", False): "/oauth/token",
+    ("oauth/token", True): "/realms/{realm}/oauth/token",
+    ("oauth/introspect", False): "/oauth/introspect",
+    ("oauth/introspect", True): "/realms/{realm}/oauth/introspect",
+}
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -57,9 +79,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 @dataclass(frozen=True, eq=False)
 class _Prebuilt:
     document: JwksDocument
-    ok: Message
+    ok_headers: list[tuple[bytes, bytes]]
     body: Message
-    not_modified: Message
+    not_modified_headers: list[tuple[bytes, bytes]]
 
 
 class HotPaths:
@@ -96,19 +118,37 @@ class HotPaths:
                 self._log.flush()
             return
         begin = perf_counter()
+        request_id = _request_id(scope["headers"])
+        REQUEST_ID.set(request_id)  # this request's task has a context of its own
+        id_header = (b"x-request-id", request_id.encode())
         path: str = scope["path"]
         method: str = scope["method"]
         realm, rest = DEFAULT_REALM, path[1:]
-        if path.startswith("/realms/"):
+        in_realm = path.startswith("/realms/")
+        if in_realm:
             realm, _, rest = path[8:].partition("/")
+        # ROUTE and REALM are scope keys, for the wrappers outside (tracing) to read
+        # as the answer starts; the framework's routes set ROUTE as they match.
         if method == "GET" and rest == _JWKS:
-            status = await self._serve_jwks(scope, send, realm)
+            route: str | None = _TEMPLATES[rest, in_realm]
+            scope[ROUTE], scope[REALM] = route, realm
+            status = await self._serve_jwks(scope, send, realm, id_header)
+            logged_realm: str | None = realm
         elif method == "POST" and rest in self._posts:
+            route = _TEMPLATES[rest, in_realm]
+            scope[ROUTE], scope[REALM] = route, realm
             # The endpoint reads the realm from the path parameters, as when routed.
-            scope["path_params"] = {"realm": realm} if realm != DEFAULT_REALM else {}
-            status = await self._status_of(self._posts[rest], scope, receive, send)
+            scope["path_params"] = {"realm": realm} if in_realm else {}
+            status = await self._status_of(self._posts[rest], scope, receive, send, id_header)
+            logged_realm = realm
         else:
-            status = await self._status_of(self.app, scope, receive, send)
+            status = await self._status_of(self.app, scope, receive, send, id_header)
+            route = scope.get(ROUTE)
+            logged_realm = scope.get("path_params", {}).get("realm") if route else None
+            if logged_realm is None and route and route.startswith(_ISSUER_PATHS):
+                logged_realm = DEFAULT_REALM  # an endpoint of the default issuer
+        seconds = perf_counter() - begin
+        metrics.observe_request(route or "", method, status, seconds)
         if self._log is not None:
             self._log.record(
                 scope.get("client"),
@@ -116,10 +156,16 @@ class HotPaths:
                 request_target(scope),
                 scope["http_version"],
                 status,
-                perf_counter() - begin,
+                seconds,
+                request_id=request_id,
+                route=route,
+                realm=logged_realm,
+                client_id=scope.get(CLIENT_ID),
             )
 
-    async def _serve_jwks(self, scope: Scope, send: Send, realm: str) -> int:
+    async def _serve_jwks(
+        self, scope: Scope, send: Send, realm: str, id_header: tuple[bytes, bytes]
+    ) -> int:
         services: Services = scope["state"]["services"]
         ring = services.keys.cache.current(realm)  # the usual case: no await at all
         if ring is not None:
@@ -131,13 +177,13 @@ class HotPaths:
                 document = await services.keys.jwks(realm)
             except Exception as exc:  # rendered exactly as the framework would
                 response = await self._render(Request(scope), exc)
-                return await self._status_of(response, scope, _no_body, send)
+                return await self._status_of(response, scope, _no_body, send, id_header)
         prebuilt = self._prebuilt(realm, document, services.jwks_max_age)
         if if_none_match(scope["headers"], document.etag):
-            await send(prebuilt.not_modified)
+            await send(_start(304, prebuilt.not_modified_headers, id_header))
             await send(_EMPTY)
             return 304
-        await send(prebuilt.ok)
+        await send(_start(200, prebuilt.ok_headers, id_header))
         await send(prebuilt.body)
         return 200
 
@@ -160,9 +206,9 @@ class HotPaths:
         ]
         prebuilt = _Prebuilt(
             document,
-            {"type": "http.response.start", "status": 200, "headers": body_headers + headers},
+            body_headers + headers,
             {"type": "http.response.body", "body": document.body},
-            {"type": "http.response.start", "status": 304, "headers": headers},
+            headers,
         )
         self._jwks[realm] = prebuilt
         self._jwks.move_to_end(realm)
@@ -191,18 +237,45 @@ class HotPaths:
                 return response
         raise exc  # pragma: no cover - the handlers include Exception
 
-    async def _status_of(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+    async def _status_of(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        id_header: tuple[bytes, bytes],
+    ) -> int:
         status = 500  # if nothing is sent, the server answers 500
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), _NOSNIFF, _CSP]
+                message["headers"] = [*message.get("headers", ()), _NOSNIFF, _CSP, id_header]
             await send(message)
 
         await app(scope, receive, sending)
         return status
+
+
+def _start(
+    status: int, headers: list[tuple[bytes, bytes]], id_header: tuple[bytes, bytes]
+) -> Message:
+    return {"type": "http.response.start", "status": status, "headers": [*headers, id_header]}
+
+
+def _request_id(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's ``X-Request-ID`` if it is a sane one, else a new random id.
+
+    A caller's id is kept so that a request can be followed from the gateway that
+    named it; it only labels log lines, so one a caller made up costs nothing.
+    """
+    for name, value in headers:
+        if name == b"x-request-id":
+            if _SANE_REQUEST_ID.fullmatch(value):
+                return value.decode()
+            break
+    return secrets.token_hex(8)
 
 
 async def _no_body() -> Message:

@@ -17,11 +17,12 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
+from service import metrics
 from service.errors import NotFound, ServiceError
 from service.http._params import actor_of, bearer_token, client_address, read_json_object
 from service.http._render import client_object
+from service.http._routing import CLIENT_ID, Route
 from service.http._state import services
 from service.http.access_log import request_target
 from service.keys import RealmNotFound
@@ -91,6 +92,7 @@ def _log_failure(request: Request, exc: Exception, oauth: OAuthError) -> None:
         log.warning("server_error on %s: %s", request_target(request.scope), exc.detail)
     elif isinstance(oauth, InvalidClient):
         log.info("invalid_client on %s: %s", request_target(request.scope), oauth.reason)
+        metrics.client_auth_failed(oauth.cause)
 
 
 def _realm(request: Request) -> str:
@@ -145,6 +147,7 @@ async def token(request: Request) -> Response:
         address=client_address(request),
         endpoint="token",
     )
+    request.scope[CLIENT_ID] = client.client_id
     response = await svc.grant.issue(realm, issuer, client, form)
     return JSONResponse(response.as_dict(), headers=_NO_STORE)
 
@@ -187,7 +190,7 @@ async def introspect(request: Request) -> Response:
             max_lifetime=svc.settings.max_assertion_lifetime,
             strict_audience=svc.settings.strict_assertion_audience,
         )
-        await svc.authenticator.authenticate(
+        client = await svc.authenticator.authenticate(
             realm,
             form,
             authorization,
@@ -195,6 +198,7 @@ async def introspect(request: Request) -> Response:
             address=client_address(request),
             endpoint="introspect",
         )
+        request.scope[CLIENT_ID] = client.client_id
     token = form.get("token")
     if not token:
         raise InvalidRequest("token is required")

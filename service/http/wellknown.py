@@ -6,8 +6,8 @@ from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from service.http._routing import Route
 from service.http._state import services
 from service.keys import RealmNotFound
 from service.models import DEFAULT_REALM, REALM_NAME

@@ -6,9 +6,10 @@ compare-and-swap, retrying when another writer got there first; ``material``
 makes sealed key records and opens them into key handles; ``cache`` keeps each
 realm's ring prepared in process (JWKS body, ETag, key handles), and ``watch``
 keeps it and every other cache current from the store's change feed;
-``signing`` signs and verifies from memory; ``admin`` issues and checks admin API
-keys; ``requests`` validates what callers ask for; ``audit`` turns ring changes
-into audit events and reads the event streams; ``kek`` checks the store's KEK ids
+``signing`` signs and verifies from memory; ``states`` reports the keys of the
+cached rings to the metrics; ``admin`` issues and checks admin API keys;
+``requests`` validates what callers ask for; ``audit`` turns ring changes into
+audit events and reads the event streams; ``kek`` checks the store's KEK ids
 at start and seals every secret again under the newest KEK (a rekey).
 """
 
@@ -43,6 +44,7 @@ from service.keys.requests import (
 )
 from service.keys.scheduler import RotationScheduler
 from service.keys.signing import TokenSigner
+from service.keys.states import key_states
 from service.keys.watch import REVALIDATE_INTERVAL, ChangeListener, ChangeWatcher
 
 __all__ = [
@@ -75,6 +77,7 @@ __all__ = [
     "UndeliveredSecret",
     "UploadPublicKey",
     "check_keks",
+    "key_states",
     "parse_algo",
     "parse_key_request",
     "parse_realm_name",

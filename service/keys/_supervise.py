@@ -25,6 +25,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+from service import metrics
 from service.clock import Clock, SystemClock
 from service.errors import Unavailable
 
@@ -82,11 +83,13 @@ class Supervised:
         """Record a success (bodies that never return call it as they make progress)."""
         self.last_success = self._clock.now()
         self.failures = self._faults = 0
+        metrics.loop_succeeded(self.name, self.last_success)
 
     def failed(self, exc: Exception) -> float:
         """Record and log ``exc``; returns the back-off to wait before the next try."""
         self.failures += 1
         self.last_error = f"{type(exc).__name__}: {exc}"
+        metrics.loop_failed(self.name, outage=isinstance(exc, Unavailable))
         if isinstance(exc, Unavailable):
             # Expected during an outage, and every loop says so: one line each.
             log.warning("%s failed: the store is unavailable; retrying", self.name)

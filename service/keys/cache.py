@@ -19,6 +19,7 @@ number of realms nor requests for made-up ones make it grow without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from service import crypto
+from service import crypto, metrics
 from service.clock import Clock
 from service.errors import Unavailable
 from service.keys._threads import prepare_pool
@@ -194,6 +195,16 @@ class RingCache:
             return entry
         return None
 
+    async def rings(self) -> list[KeyRing]:
+        """Every cached ring, those outdated or stale loaded again first (what the
+        metrics report on; while the store is away, as they are)."""
+        now = self._clock.now()
+        for realm, entry in list(self._entries.items()):
+            if realm in self._outdated or now >= entry.stale_at:
+                with contextlib.suppress(Unavailable):
+                    await self.get(realm)
+        return [entry.ring for entry in self._entries.values()]
+
     def holds(self, realm: str) -> bool:
         """Whether a ring of ``realm`` is cached, current or not (what is served while
         the store is away)."""
@@ -267,15 +278,22 @@ class RingCache:
             and change.realm not in self._outdated
         ):
             return
-        self.invalidate(change.realm)
+        self.invalidate(change.realm, cause="message")
 
-    def invalidate(self, realm: str) -> None:
-        """Forget ``realm``: the next request loads it afresh."""
+    def invalidate(self, realm: str, *, cause: str = "write") -> None:
+        """Forget ``realm``: the next request loads it afresh.
+
+        ``cause`` is why, for the metrics: this process wrote the ring (``write``), a
+        change message named it (``message``), or a version check found it behind
+        (``revalidation``).
+        """
         self._absent.pop(realm, None)
         if realm in self._loads or realm in self._entries:
             # Only for realms held or loading, so this stays as small as the cache.
             self._generation[realm] = self._generation.get(realm, 0) + 1
         if realm in self._entries:
+            if realm not in self._outdated:
+                metrics.cache_invalidated("key_ring", cause)
             # Kept, but no longer served while the store answers (see ``get``).
             self._outdated.add(realm)
 
@@ -287,5 +305,5 @@ class RingCache:
         for realm, version in zip(realms, versions, strict=True):
             entry = self._entries.get(realm)
             if entry is not None and version != entry.ring.version:
-                self.invalidate(realm)
+                self.invalidate(realm, cause="revalidation")
         self._absent.clear()

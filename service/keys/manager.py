@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
-from service import crypto
+from service import crypto, metrics
 from service.audit import SCHEDULER, SYSTEM, Actor, AuditEvent, log_events, new_event
 from service.clock import Clock
 from service.keys import kek, policy
@@ -383,6 +383,7 @@ class KeyManager:
                 rotated=new.id,
             )
             log.warning("immediate rotation: realm=%s algo=%s id=%s", realm, algo, new.id)
+            metrics.key_rotated(realm, algo, "immediate")
             return dataclasses.replace(created, key=await self._stored(realm, new.id))
 
         def decide(ring: KeyRing) -> Decision[int | None]:
@@ -397,6 +398,7 @@ class KeyManager:
         if active is None:  # pragma: no cover - the CAS just made one active
             raise RealmNotFound(realm)
         log.info("key rotated: realm=%s algo=%s active=%s", realm, algo, active.id)
+        metrics.key_rotated(realm, algo, "manual")
         return CreatedKey(active)
 
     async def rotate_if_due(
@@ -419,17 +421,21 @@ class KeyManager:
             return False
         new = (await self._material.create(realm, GenerateKey(algo), self._clock.now())).key
 
-        def decide(current: KeyRing) -> Decision[bool]:
+        def decide(current: KeyRing) -> Decision[str | None]:
             now = self._clock.now()
-            if policy.rotation_due(current, algo, now, interval, self._lead) is None:
-                return Decision(policy.RingChange(), False)
+            step = policy.rotation_due(current, algo, now, interval, self._lead)
+            if step is None:
+                return Decision(policy.RingChange(), None)
             change = policy.rotate(current, algo, new, now, self._grace, self._lead).change
-            return Decision(change, bool(change.put or change.delete))
+            return Decision(change, step if change.put or change.delete else None)
 
-        changed = await self._update(realm, decide, actor)
-        if changed:
-            log.info("scheduled rotation step: realm=%s algo=%s", realm, algo)
-        return changed
+        step = await self._update(realm, decide, actor)
+        if step is None:
+            return False
+        log.info("scheduled rotation step: realm=%s algo=%s (%s)", realm, algo, step)
+        if step == "promote":  # publishing a next key is not a rotation yet
+            metrics.key_rotated(realm, algo, "scheduled")
+        return True
 
     # Internals ------------------------------------------------------------
 

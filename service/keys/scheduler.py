@@ -40,8 +40,10 @@ class RotationScheduler:
         self._keys = keys
         self._interval = interval
         # Promotion happens at most one tick late; a tenth of the interval keeps
-        # that small, and 30 s bounds the cost of a pass over many realms.
-        self.tick = tick or min(_MAX_TICK, max(_MIN_TICK, interval / 10))
+        # that small, and 30 s bounds the cost of a pass over many realms. With no
+        # default interval (0), only realms with their own rotate: every 30 s.
+        default_tick = min(_MAX_TICK, max(_MIN_TICK, interval / 10)) if interval else _MAX_TICK
+        self.tick = tick or default_tick
         #: The loop's record (readiness reads it).
         self.loop = Supervised("key-rotation", clock)
 

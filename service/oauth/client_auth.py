@@ -96,7 +96,9 @@ class ClientAuthenticator:
             )
         if "client_assertion" in form:
             return await self._assertion(where, form, policy)
-        raise InvalidClient("client authentication is required", public=True)
+        raise InvalidClient(
+            "client authentication is required", cause="no_credentials", public=True
+        )
 
     async def _secret(self, where: _Origin, client_id: str, secret: str, method: str) -> Client:
         realm, limiter = where.realm, self._limiter
@@ -126,7 +128,9 @@ class ClientAuthenticator:
         if not await self._limiter.consume_jti(
             where.realm, where.endpoint, where.address, client.client_id, jti, ttl
         ):
-            raise InvalidClient("client_assertion has been used already (jti)", public=True)
+            raise InvalidClient(
+                "client_assertion has been used already (jti)", cause="replayed_jti", public=True
+            )
         return client
 
     async def _verified_assertion(
@@ -134,36 +138,49 @@ class ClientAuthenticator:
     ) -> tuple[Client, str, float]:
         """The client, the jti and how long to keep it, once every check has passed."""
         if form.get("client_assertion_type") != ASSERTION_TYPE:
-            raise InvalidClient(f"client_assertion_type must be {ASSERTION_TYPE}", public=True)
+            raise InvalidClient(
+                f"client_assertion_type must be {ASSERTION_TYPE}",
+                cause="malformed_assertion",
+                public=True,
+            )
         try:
             # Parsed once: the header picks the key, the unverified sub the client.
             assertion = crypto.parse_jwt(form["client_assertion"])
             header, claims = assertion.header, assertion.claims
         except crypto.InvalidToken as exc:
-            raise InvalidClient(f"client_assertion: {exc.detail}", public=True) from exc
+            raise InvalidClient(
+                f"client_assertion: {exc.detail}", cause="malformed_assertion", public=True
+            ) from exc
         client_id = claims.get("sub")
         if not isinstance(client_id, str) or not client_id:
-            raise InvalidClient("client_assertion has no sub", public=True)
+            raise InvalidClient(
+                "client_assertion has no sub", cause="malformed_assertion", public=True
+            )
         _same_client_id(form, client_id)
         typ = header.get("typ")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPS):
             raise InvalidClient(
-                "client_assertion typ must be client-authentication+jwt or JWT", public=True
+                "client_assertion typ must be client-authentication+jwt or JWT",
+                cause="malformed_assertion",
+                public=True,
             )
         prepared = await self._clients.find(realm, client_id)
         if prepared is None:
-            raise InvalidClient(f"unknown client {client_id!r}")
+            raise InvalidClient(f"unknown client {client_id!r}", cause="unknown_client")
         client = prepared.client
         if client.token_endpoint_auth_method != "private_key_jwt":
             raise InvalidClient(
                 f"client {client_id!r} is registered for {client.token_endpoint_auth_method}, "
-                "not private_key_jwt"
+                "not private_key_jwt",
+                cause="wrong_method",
             )
         key = _select_key(prepared, header)
         try:
             verified = crypto.verify_jwt(assertion, key.handle)
         except (crypto.InvalidToken, crypto.InvalidKey) as exc:
-            raise InvalidClient(f"client_assertion of {client_id!r}: {exc.detail}") from exc
+            raise InvalidClient(
+                f"client_assertion of {client_id!r}: {exc.detail}", cause="bad_signature"
+            ) from exc
         # From here on the caller holds the client's key: the reasons are shown.
         now = self._clock.now()
         try:
@@ -176,16 +193,24 @@ class ClientAuthenticator:
                 sub=client.client_id,
             )
         except crypto.InvalidToken as exc:
-            raise InvalidClient(f"client_assertion: {exc.detail}", public=True) from exc
+            raise InvalidClient(
+                f"client_assertion: {exc.detail}", cause="invalid_claims", public=True
+            ) from exc
         exp = float(verified["exp"])
         if exp > now + policy.max_lifetime + LEEWAY:
             raise InvalidClient(
-                f"client_assertion exp is more than {policy.max_lifetime} s ahead", public=True
+                f"client_assertion exp is more than {policy.max_lifetime} s ahead",
+                cause="invalid_claims",
+                public=True,
             )
         _check_audience(verified.get("aud"), policy)
         jti = verified["jti"]
         if not isinstance(jti, str) or not jti:
-            raise InvalidClient("client_assertion jti must be a non-empty string", public=True)
+            raise InvalidClient(
+                "client_assertion jti must be a non-empty string",
+                cause="malformed_assertion",
+                public=True,
+            )
         # Kept until the assertion could no longer be accepted anyway.
         return client, jti, exp + LEEWAY - now
 
@@ -204,17 +229,20 @@ def _check_secret(
 ) -> Client:
     is_basic = method == "client_secret_basic"
     if prepared is None:
-        raise InvalidClient(f"unknown client {client_id!r}", basic=is_basic)
+        raise InvalidClient(f"unknown client {client_id!r}", cause="unknown_client", basic=is_basic)
     client = prepared.client
     if client.token_endpoint_auth_method != method:
         raise InvalidClient(
             f"client {client_id!r} is registered for {client.token_endpoint_auth_method}, "
             f"not {method}",
+            cause="wrong_method",
             basic=is_basic,
         )
     expected = client.client_secret_hash or ""
     if not hmac.compare_digest(hash_secret(secret), expected):
-        raise InvalidClient(f"wrong secret for client {client_id!r}", basic=is_basic)
+        raise InvalidClient(
+            f"wrong secret for client {client_id!r}", cause="wrong_secret", basic=is_basic
+        )
     return client
 
 
@@ -223,10 +251,20 @@ def _basic_credentials(authorization: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
     except (binascii.Error, ValueError) as exc:
-        raise InvalidClient("malformed HTTP Basic credentials", basic=True, public=True) from exc
+        raise InvalidClient(
+            "malformed HTTP Basic credentials",
+            cause="malformed_credentials",
+            basic=True,
+            public=True,
+        ) from exc
     client_id, sep, secret = decoded.partition(":")
     if not sep:
-        raise InvalidClient("malformed HTTP Basic credentials", basic=True, public=True)
+        raise InvalidClient(
+            "malformed HTTP Basic credentials",
+            cause="malformed_credentials",
+            basic=True,
+            public=True,
+        )
     return unquote_plus(client_id), unquote_plus(secret)
 
 
@@ -244,12 +282,17 @@ def _select_key(client: PreparedClient, header: Mapping[str, Any]) -> ClientKey:
         for key in client.keys:
             if key.jwk.get("kid") == kid:
                 return key
-        raise InvalidClient(f"client_assertion kid {kid!r} is not one of the client's keys")
+        raise InvalidClient(
+            f"client_assertion kid {kid!r} is not one of the client's keys", cause="unknown_key"
+        )
     alg = header.get("alg")
     kty = _KTY_OF_ALG.get(alg[:2]) if isinstance(alg, str) else None
     candidates = [k for k in client.keys if k.jwk.get("kty") == kty]
     if len(candidates) != 1:
-        raise InvalidClient("client_assertion has no kid and no single key of its type matches")
+        raise InvalidClient(
+            "client_assertion has no kid and no single key of its type matches",
+            cause="unknown_key",
+        )
     return candidates[0]
 
 
@@ -258,8 +301,14 @@ def _check_audience(aud: object, policy: AssertionPolicy) -> None:
     # send the token endpoint URL, accepted unless strict. One audience only.
     if isinstance(aud, list):
         if len(aud) != 1:
-            raise InvalidClient("client_assertion aud must have exactly one value", public=True)
+            raise InvalidClient(
+                "client_assertion aud must have exactly one value",
+                cause="wrong_audience",
+                public=True,
+            )
         aud = aud[0]
     accepted = {policy.issuer} if policy.strict_audience else {policy.issuer, policy.token_endpoint}
     if aud not in accepted:
-        raise InvalidClient("client_assertion aud is not this server's issuer", public=True)
+        raise InvalidClient(
+            "client_assertion aud is not this server's issuer", cause="wrong_audience", public=True
+        )

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from service import crypto
+from service import crypto, metrics
 from service.models import Client
 from service.storage import Change, Store
 
@@ -135,17 +135,25 @@ class ClientCache:
             entries.popitem(last=False)
         return prepared
 
-    def drop(self, realm: str, client_id: str | None = None) -> None:
-        """Forget one client of ``realm``, or with no ``client_id`` all of them."""
+    def drop(self, realm: str, client_id: str | None = None, *, cause: str = "message") -> None:
+        """Forget one client of ``realm``, or with no ``client_id`` all of them.
+
+        ``cause`` is why, for the metrics: a change message (``message``), or a
+        version check that found the realm behind (``revalidation``).
+        """
         loading = any(k[0] == realm for k in self._loads)
         if loading:
             self._generation[realm] = self._generation.get(realm, 0) + 1
+        dropped = 0
         for entries in self._entries.values():
             if client_id is not None:
-                entries.pop((realm, client_id), None)
+                dropped += entries.pop((realm, client_id), None) is not None
             else:
                 for key in [k for k in entries if k[0] == realm]:
                     del entries[key]
+                    dropped += 1
+        if dropped:
+            metrics.cache_invalidated("client", cause, dropped)
         if client_id is None:
             self._synced.pop(realm, None)
             if not loading:
@@ -188,5 +196,5 @@ class ClientCache:
         for (realm, expected), version in zip(synced.items(), versions, strict=True):
             if version != expected:
                 log.info("client cache of realm %s was behind; dropped", realm)
-                self.drop(realm)
+                self.drop(realm, cause="revalidation")
         self._entries[False].clear()

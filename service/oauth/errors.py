@@ -10,7 +10,7 @@ gives the OAuth error to answer, so that every failure there is
 
 from __future__ import annotations
 
-from typing import ClassVar, Final
+from typing import ClassVar, Final, Literal
 
 from service.errors import (
     Conflict,
@@ -26,6 +26,7 @@ from service.errors import (
 from service.keys import NoSigningKey
 
 __all__ = [
+    "AuthFailure",
     "InsufficientScope",
     "InvalidClient",
     "InvalidClientMetadata",
@@ -61,6 +62,23 @@ class InvalidRequest(OAuthError):
     """Missing, repeated or malformed parameter (RFC 6749 §5.2)."""
 
 
+#: Why a client failed to authenticate, from a closed set (the metrics count by it;
+#: ``InvalidClient.reason`` says it in words, for the log).
+AuthFailure = Literal[
+    "no_credentials",
+    "malformed_credentials",
+    "unknown_client",
+    "wrong_method",
+    "wrong_secret",
+    "malformed_assertion",
+    "unknown_key",
+    "bad_signature",
+    "invalid_claims",
+    "wrong_audience",
+    "replayed_jti",
+]
+
+
 class InvalidClient(OAuthError):
     """Client authentication failed (RFC 6749 §5.2).
 
@@ -68,9 +86,10 @@ class InvalidClient(OAuthError):
     holds the client's credentials: an unknown client, a wrong secret, a wrong
     method, an unknown kid and a bad signature all read "client authentication
     failed", so that the answers do not tell which client ids exist. ``reason``
-    says what failed, for the log. ``public`` reasons are shown as they are: those
-    about the request's shape (no credentials, a malformed assertion) and those
-    found after the assertion's signature verified (its exp, aud or jti).
+    says what failed, for the log, and ``cause`` the same from a closed set, for
+    the metrics. ``public`` reasons are shown as they are: those about the
+    request's shape (no credentials, a malformed assertion) and those found after
+    the assertion's signature verified (its exp, aud or jti).
 
     ``basic`` is set when the client tried HTTP Basic, so the answer carries
     ``WWW-Authenticate: Basic``.
@@ -80,9 +99,12 @@ class InvalidClient(OAuthError):
     status = 401
     DESCRIPTION: ClassVar[str] = "client authentication failed"
 
-    def __init__(self, reason: str, *, basic: bool = False, public: bool = False) -> None:
+    def __init__(
+        self, reason: str, *, cause: AuthFailure, basic: bool = False, public: bool = False
+    ) -> None:
         super().__init__(reason if public else self.DESCRIPTION)
         self.reason = reason
+        self.cause = cause
         self.basic = basic
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from service import metrics
 from service.clock import Clock
 from service.keys import TokenSigner
 from service.models import Client
@@ -97,6 +98,7 @@ class ClientCredentialsGrant:
             token = await self._signer.sign(
                 realm, claims, typ="at+jwt", algo=client.access_token_algo
             )
+        metrics.token_issued(realm, client.token_endpoint_auth_method, client.token_profile)
         return TokenResponse(token, self._ttl, scope)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Final
 
-from service import crypto
+from service import crypto, metrics
 from service.clock import Clock
 from service.keys import TokenSigner
 from service.oauth.clients import ClientRegistry
@@ -52,10 +52,13 @@ class Introspector:
             )
         except (crypto.InvalidToken, crypto.InvalidKey) as exc:
             log.info("introspection: inactive token (%s)", exc.detail)
+            metrics.introspected(False, "invalid")
             return dict(INACTIVE)
         if not uploaded and "client_id" in claims and not await self._client_exists(realm, claims):
             log.info("introspection: inactive token (its client was deleted)")
+            metrics.introspected(False, "client_deleted")
             return dict(INACTIVE)
+        metrics.introspected(True, "valid")
         return {**claims, "active": True, "kid": key.kid, "token_type": "Bearer"}
 
     async def _client_exists(self, realm: str, claims: dict[str, Any]) -> bool:

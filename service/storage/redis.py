@@ -15,6 +15,7 @@ import logging
 import math
 import re
 import secrets
+import ssl
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -23,10 +24,16 @@ from typing import Any, Final, TypeAlias
 import redis.asyncio as aioredis
 import redis.exceptions as rex
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel, SentinelConnectionPool
 
+from service import metrics
 from service.audit import AuditEvent
-from service.config import parse_multi_host_url
+from service.config import (
+    MULTI_HOST_SCHEMES,
+    TlsOptions,
+    parse_multi_host_url,
+    single_server_tls,
+)
 from service.models import AdminKey, Client, KeyRecord, KeyRing, Page, Realm
 from service.storage import _keyspace as ks
 from service.storage import _quotas, _scripts
@@ -78,7 +85,33 @@ def _translated() -> Iterator[None]:
     except _BUGS:
         raise
     except _UNAVAILABLE as exc:
-        raise StoreUnavailable("the key store is not reachable; retry shortly") from exc
+        metrics.store_error(_error_kind(exc))
+        why = _misconfigured(exc)
+        detail = f"the key store is not reachable: {why}" if why else _UNREACHABLE
+        raise StoreUnavailable(detail) from exc
+
+
+_UNREACHABLE: Final = "the key store is not reachable; retry shortly"
+
+
+def _misconfigured(exc: BaseException) -> str | None:
+    """Why ``exc`` will not go away on a retry (TLS, credentials), if it says so.
+
+    The answer is our own words (a caller may see it), never redis-py's message.
+    """
+    link: BaseException | None = exc
+    for _ in range(8):
+        if link is None:
+            return None
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return "its TLS certificate did not verify (ssl_ca_certs, ssl_check_hostname)"
+        if isinstance(link, rex.AuthenticationError):
+            return "it refused the credentials"
+        if isinstance(link, MasterNotFoundError) and "AuthenticationError" in str(link):
+            # redis-py folds each Sentinel's error into the message, not the chain.
+            return "a Sentinel refused the credentials (sentinel_password)"
+        link = link.__cause__ or link.__context__
+    return None
 
 
 #: The clients a store runs on: one server (direct or through Sentinel), or a Cluster.
@@ -90,11 +123,17 @@ def connect(url: str, *, max_events: int = DEFAULT_MAX_EVENTS, **options: Any) -
 
     ``redis://``, ``rediss://`` and ``unix://`` name one server;
     ``redis+cluster://host:port,...`` names Cluster seed nodes, and
-    ``redis+sentinel://host:port,.../<master>`` the Sentinels that know the master.
-    ``max_events`` caps each audit event stream. ``options`` go to the client as
-    they are (tests pick the protocol).
+    ``redis+sentinel://host:port,.../<master>`` the Sentinels that know the master;
+    ``rediss+cluster://`` and ``rediss+sentinel://`` are the same over TLS, to every
+    node. ``max_events`` caps each audit event stream. ``options`` go to the client
+    as they are (tests pick the protocol).
+
+    :raises ValueError: the URL is malformed (``Settings`` has checked it already).
     """
-    if not url.startswith(("redis+cluster:", "redis+sentinel:")):
+    if url.partition("://")[0] not in MULTI_HOST_SCHEMES:
+        # redis-py reads the ssl_* parameters itself, with the names and values the
+        # multi-host URLs use; only the warning is ours.
+        _warn_if_unverified(single_server_tls(url))
         client = aioredis.from_url(
             url,
             decode_responses=True,
@@ -104,23 +143,51 @@ def connect(url: str, *, max_events: int = DEFAULT_MAX_EVENTS, **options: Any) -
         return RedisStore(client, max_events=max_events)
     parsed = parse_multi_host_url(url)
     auth = {"username": parsed.username, "password": parsed.password}
+    tls = _tls_kwargs(parsed.tls)
     if parsed.cluster:
         cluster = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in parsed.hosts],
             decode_responses=True,
-            **{**_TIMEOUTS, **auth, **options},
+            **{**_TIMEOUTS, **tls, **auth, **options},
         )
         return RedisStore(cluster, max_events=max_events)
     assert parsed.service_name is not None
-    # The Sentinels themselves are asked without credentials: the password is
-    # the master's (a Sentinel with its own password is not supported here).
-    sentinel = Sentinel(list(parsed.hosts), sentinel_kwargs=dict(_TIMEOUTS))  # type: ignore[no-untyped-call]
+    # The userinfo is the master's; the Sentinels have credentials of their own
+    # (none unless the query names them), and the same TLS settings.
+    sentinel_auth = {"username": parsed.sentinel_username, "password": parsed.sentinel_password}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(parsed.hosts), sentinel_kwargs={**_TIMEOUTS, **tls, **sentinel_auth}
+    )
+    # ssl=True makes the master's pool use SentinelManagedSSLConnection.
     master = sentinel.master_for(
         parsed.service_name,
         decode_responses=True,
-        **{**_TIMEOUTS, **auth, **options},
+        **{**_TIMEOUTS, **tls, **auth, **options},
     )
     return RedisStore(master, also_close=sentinel.sentinels, max_events=max_events)
+
+
+def _tls_kwargs(tls: TlsOptions | None) -> dict[str, Any]:
+    """redis-py's TLS options for ``tls`` (none for plaintext)."""
+    if tls is None:
+        return {}
+    _warn_if_unverified(tls)
+    return {
+        "ssl": True,
+        "ssl_ca_certs": tls.ca_certs,
+        "ssl_cert_reqs": "required" if tls.verify else "none",
+        "ssl_check_hostname": tls.check_hostname and tls.verify,
+        "ssl_certfile": tls.certfile,
+        "ssl_keyfile": tls.keyfile,
+    }
+
+
+def _warn_if_unverified(tls: TlsOptions | None) -> None:
+    if tls is not None and not tls.verify:
+        log.warning(
+            "ssl_cert_reqs=none: the key store's TLS certificate is not checked, so "
+            "anyone on the network path can pose as the store"
+        )
 
 
 class RedisStore:
@@ -141,6 +208,8 @@ class RedisStore:
         self._also_close = tuple(also_close)
         # A script may touch keys of many slots on one server, not on a Cluster.
         self._per_slot = isinstance(client, RedisCluster)
+        sentinel = isinstance(getattr(client, "connection_pool", None), SentinelConnectionPool)
+        self._topology = "cluster" if self._per_slot else "sentinel" if sentinel else "single"
         self._events = EventStreams(client, max_events)
         self._load_ring = client.register_script(_scripts.LOAD_RING)
         self._save_ring = client.register_script(_scripts.SAVE_RING)
@@ -552,7 +621,13 @@ class RedisStore:
         return replies
 
     async def changes(self) -> AsyncIterator[Change]:
-        """Subscribe to both change channels, resubscribing after connection loss."""
+        """Subscribe to both change channels, resubscribing after connection loss.
+
+        A resubscribe counts as a reconnect, and as a failover if the master's address
+        changed meanwhile (Sentinel's pool learns it on connecting; a Sentinel
+        failover closes every client connection of the servers it reconfigures).
+        """
+        lost, master = False, None
         while True:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
@@ -567,6 +642,7 @@ class RedisStore:
                 # the watcher it is subscribed.
                 for _channel in range(2):
                     await pubsub.get_message(timeout=_TIMEOUTS["socket_timeout"])
+                lost, master = self._resubscribed(lost, master), self._master()
                 yield RESUBSCRIBED
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
@@ -574,10 +650,25 @@ class RedisStore:
             except _BUGS:
                 raise
             except _UNAVAILABLE as exc:
+                metrics.store_error(_error_kind(exc))
+                lost = True
                 log.warning("change subscription lost (%s); resubscribing", type(exc).__name__)
                 await asyncio.sleep(_RESUBSCRIBE_DELAY)
             finally:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _master(self) -> object:
+        """The master's address as the Sentinel pool last found it (else ``None``)."""
+        return getattr(getattr(self._redis, "connection_pool", None), "master_address", None)
+
+    def _resubscribed(self, lost: bool, master: object) -> bool:
+        """Count a reconnect (if the subscription was ``lost``) and a failover (if the
+        master is no longer at ``master``); returns ``False``: nothing is lost now."""
+        if lost:
+            metrics.store_reconnected(self._topology)
+            if master is not None and self._master() != master:
+                metrics.store_failover(self._topology)
+        return False
 
     # Admin keys and the KEK check ------------------------------------------
 
@@ -653,6 +744,27 @@ class RedisStore:
         is the last entry's stream id. ``None`` if there is no such realm."""
         with _translated():
             return await self._events.page(realm, limit, cursor)
+
+
+_ErrorTypes: TypeAlias = type[BaseException] | tuple[type[BaseException], ...]
+#: What the metrics call each unreachable-store error (the first that matches).
+_ERROR_KINDS: Final[tuple[tuple[str, _ErrorTypes], ...]] = (
+    ("timeout", (rex.TimeoutError, TimeoutError)),
+    ("loading", rex.BusyLoadingError),
+    ("auth", rex.AuthenticationError),
+    ("no_master", MasterNotFoundError),
+    ("connection", rex.ConnectionError),
+    ("readonly", rex.ReadOnlyError),
+    ("tryagain", rex.TryAgainError),
+    ("master_down", rex.MasterDownError),
+    ("cluster_down", rex.ClusterDownError),
+    ("cluster", rex.RedisClusterException),
+    ("os", OSError),
+)
+
+
+def _error_kind(exc: BaseException) -> str:
+    return next((kind for kind, types in _ERROR_KINDS if isinstance(exc, types)), "other")
 
 
 def _change(channel: str, data: str) -> Change:

@@ -1,9 +1,10 @@
 """The representative requests of ``test_openapi``: one per documented status of each
 operation, with what they refer to (the :class:`World`, made through the API).
 
-Three tables: :func:`cases` (a working store), :func:`outage_cases` (the store has
-gone away: the 503s) and :func:`limited_cases` (limits of one request a minute: the
-429s). A GET case also stands for its HEAD twin.
+Four tables: :func:`cases` (a working store), :func:`outage_cases` (the store has
+gone away: the 503s), :func:`limited_cases` (limits of one request a minute: the
+429s) and :func:`metrics_cases` (``JWKS_METRICS_TOKEN`` set: the 401s). A GET case
+also stands for its HEAD twin.
 """
 
 from __future__ import annotations
@@ -298,10 +299,16 @@ def cases(w: World) -> list[Case]:
         case("GET /healthz", 200),
         case("GET /readyz", 200),
         case("GET /openapi.json", 200),
+        case("GET /metrics", 200),
         *_issuer_cases(w, realm=False),
         *_issuer_cases(w, realm=True),
         *_admin_cases(w),
     ]
+
+
+def metrics_cases() -> list[Case]:
+    """The documented 401 of ``/metrics``: ``JWKS_METRICS_TOKEN`` is set, and not sent."""
+    return [case("GET /metrics", 401, **_NO_KEY)]
 
 
 def outage_cases(admin: dict[str, str]) -> list[Case]:

@@ -67,7 +67,7 @@ def all_events(client: TestClient, path: str, headers: dict[str, str]) -> list[d
 
 def audit_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [
-        json.loads(r.getMessage())
+        r.event  # type: ignore[attr-defined]
         for r in caplog.records
         if r.name == "service.audit" and r.levelno == logging.INFO
     ]

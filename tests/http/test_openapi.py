@@ -33,6 +33,7 @@ from tests.http._openapi_cases import (
     cases,
     limited_cases,
     make_world,
+    metrics_cases,
     outage_cases,
     pair,
     register,
@@ -79,6 +80,8 @@ def check(client: TestClient, case: Case, method: str | None = None) -> None:
     assert response.headers["content-type"].split(";")[0] == media, f"{where}: {response.text}"
     if media.endswith("json"):
         _validate(spec["schema"], response.json())
+    elif media == "text/plain":  # the Prometheus exposition
+        assert response.text.startswith("# HELP "), where
     else:
         assert response.text.startswith("-----BEGIN PUBLIC KEY-----"), where
 
@@ -131,7 +134,11 @@ def test_every_documented_response_is_what_the_route_answers(
     client: TestClient, world: World
 ) -> None:
     table = cases(world)
-    special = outage_cases(world.admin) + limited_cases(world.admin, world.basic, world.basic)
+    special = (
+        outage_cases(world.admin)
+        + limited_cases(world.admin, world.basic, world.basic)
+        + metrics_cases()
+    )
     documented = {
         (path, method.upper(), int(status))
         for path, item in DOCUMENT["paths"].items()
@@ -166,6 +173,12 @@ def test_every_documented_503_is_what_the_route_answers(
     outage: TestClient, admin: dict[str, str]
 ) -> None:
     check_all(outage, outage_cases(admin))
+
+
+def test_every_documented_metrics_401_is_what_the_route_answers(
+    make_client: Callable[..., TestClient],
+) -> None:
+    check_all(make_client(metrics_token="metrics-token-0123456789"), metrics_cases())
 
 
 def test_every_documented_429_is_what_the_route_answers(

@@ -7,30 +7,17 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from service.http._state import Services
-from service.storage.embedded import EmbeddedServer, find_server_binary
+from service.storage.embedded import EmbeddedServer
 from tests.conftest import FakeClock
 
 #: What a probe may take, at most (kubelet's default timeout is one second).
 PROBE_BUDGET = 1.0
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[EmbeddedServer]:
-    """A store of the test's own, to stop or stall."""
-    server = EmbeddedServer(tmp_path / "own", find_server_binary())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def probe(client: TestClient) -> Any:

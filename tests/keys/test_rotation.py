@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -211,6 +212,35 @@ async def test_scheduler_honours_each_realms_interval(store: RedisStore) -> None
     assert not [k for k in (await m.ring("frozen")).keys if k.status == "next"]
     assert len(active["fast"]) > len(active["default"]) >= 5
     assert (await m.realm("fast")).rotation_interval == fast
+
+
+async def test_with_no_default_interval_only_realms_with_their_own_rotate(
+    store: RedisStore,
+) -> None:
+    from service.keys import RotationScheduler
+
+    clock = FakeClock()
+    m = manager(store, clock)
+    await m.ensure_default_realm()
+    await m.create_realm("own")
+    await m.configure_realm("own", rotation_interval=LEAD + 95)
+    scheduler = RotationScheduler(m, 0)  # JWKS_ROTATION_INTERVAL=0
+    assert scheduler.tick == 30
+    before = {r: (await m.ring(r)).active("rs256") for r in ("default", "own")}
+    for _step in range(10):
+        clock.advance(LEAD + 95)
+        await scheduler.run_once()
+    after = {r: (await m.ring(r)).active("rs256") for r in ("default", "own")}
+    assert after["default"] == before["default"]  # no interval: never rotated
+    assert after["own"] != before["own"]
+
+
+def test_the_app_runs_the_scheduler_when_the_default_interval_is_0(
+    make_client: Callable[..., Any],
+) -> None:
+    client = make_client(rotation_interval=0)
+    names = [loop.name for loop in client.app_state["services"].loops]
+    assert "key-rotation" in names
 
 
 async def test_hs256_never_gets_a_secret_nobody_receives(store: RedisStore) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import io
+import json
 import logging
 import time
 import uuid
@@ -31,6 +33,7 @@ def test_a_full_run_logs_no_secret(
     admin: dict[str, str],
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
+    service_log: io.StringIO,
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secrets: dict[str, str] = {"bootstrap admin key": ADMIN_KEY}
@@ -120,9 +123,18 @@ def test_a_full_run_logs_no_secret(
     client.delete(f"/v1/realms/acme/clients/{reg['client_id']}", headers=admin)
     client.app._log.flush()  # type: ignore[attr-defined]  # what the access log holds back
     # The service's own records (not the test's HTTP client, which logs its URLs),
-    # with their tracebacks, and what it printed (the access log).
+    # with their tracebacks, as text and as the JSON lines the service writes (with
+    # every field a record carries), and what it printed (the access log).
     ours = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
-    logs = "\n".join(logging.Formatter().format(r) for r in ours) + "".join(capsys.readouterr())
-    assert "POST /realms/acme/oauth/token" in logs  # the access log was captured too
+    json_lines = [
+        line
+        for line in service_log.getvalue().splitlines()
+        if not json.loads(line)["logger"].startswith(("httpx", "httpcore"))
+    ]
+    logs = "\n".join(
+        [*(logging.Formatter().format(r) for r in ours), *json_lines, *capsys.readouterr()]
+    )
+    assert '"route":"/realms/{realm}/oauth/token"' in logs  # the access log was captured
+    assert '"event": {"id": "evt_' in logs  # so were the audit events, whole
     leaked = [name for name, secret in secrets.items() if secret in logs]
     assert not leaked, leaked

@@ -12,9 +12,11 @@ __all__ = [
     "FORM",
     "JSON",
     "NO_CACHE_HEADER",
+    "PROBLEM",
     "Operation",
     "body",
     "components",
+    "headers_of",
     "oauth_errors",
     "ok",
     "operation",
@@ -29,7 +31,7 @@ Security = list[dict[str, list[str]]]
 
 JSON: Final = "application/json"
 FORM: Final = "application/x-www-form-urlencoded"
-_PROBLEM: Final = "application/problem+json"
+PROBLEM: Final = "application/problem+json"
 ADMIN: Final[Security] = [{"adminKey": []}]
 #: Token and introspection: HTTP Basic, or credentials in the form (post, private_key_jwt).
 CLIENT: Final[Security] = [{"clientSecretBasic": []}, {}]
@@ -79,7 +81,7 @@ def components() -> dict[str, Any]:
         responses[f"Problem{status}"] = {
             "description": description,
             "headers": headers_of(headers),
-            "content": {_PROBLEM: {"schema": ref("Problem")}},
+            "content": {PROBLEM: {"schema": ref("Problem")}},
         }
     for status, description in _OAUTH.items():
         retry = {"Retry-After": True} if status in (429, 503) else {}
@@ -114,6 +116,11 @@ def components() -> dict[str, Any]:
                 "scheme": "bearer",
                 "description": "An admin key (jwks-service admin-key create); for /oauth/register "
                 "it is the RFC 7591 initial access token",
+            },
+            "metricsToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "JWKS_METRICS_TOKEN, when it is set (else /metrics answers anyone)",
             },
             "clientSecretBasic": {
                 "type": "http",

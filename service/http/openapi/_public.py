@@ -10,8 +10,10 @@ from service.http.openapi._parts import (
     FORM,
     JSON,
     NO_CACHE_HEADER,
+    PROBLEM,
     Operation,
     body,
+    headers_of,
     oauth_errors,
     ok,
     operation,
@@ -19,11 +21,13 @@ from service.http.openapi._parts import (
     path_param,
     problems,
 )
+from service.http.openapi._schemas import ref
 from service.http.wellknown import JWKS_MEDIA_TYPE
 
 __all__ = ["issuer_paths", "public_paths"]
 
 _PEM: Final = "application/x-pem-file"
+_METRICS: Final = "text/plain"
 
 
 def public_paths() -> dict[str, dict[str, Operation]]:
@@ -65,6 +69,27 @@ def public_paths() -> dict[str, dict[str, Operation]]:
                 "Readiness: this process can serve (the store's state is reported)",
                 "Health",
                 {"200": ok("Ready", "Readiness"), "503": ok("Not ready", "Readiness")},
+            ),
+        },
+        "/metrics": {
+            "get": operation(
+                "getMetrics",
+                "Prometheus metrics of every worker, in the text exposition format",
+                "Metrics",
+                {
+                    "200": {
+                        "description": "The exposition (text/plain; version=1.0.0)",
+                        "headers": headers_of({"Cache-Control": True}),
+                        "content": {_METRICS: {"schema": {"type": "string"}}},
+                    },
+                    "401": {
+                        "description": "JWKS_METRICS_TOKEN is set, and the request does "
+                        "not carry it as a bearer token",
+                        "headers": headers_of({"WWW-Authenticate": True}),
+                        "content": {PROBLEM: {"schema": ref("Problem")}},
+                    },
+                },
+                security=[{"metricsToken": []}, {}],
             ),
         },
         "/openapi.json": {
