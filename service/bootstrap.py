@@ -180,7 +180,14 @@ def _store_name(settings: Settings) -> str:
 
 def _cause(exc: StoreUnavailable) -> str:
     """Why the store did not answer, in a few words: the system's reason where there is
-    one (``connection refused``), else the client's error and the start of its message."""
+    one (``connection refused``), else the client's error and the start of its message.
+
+    A misconfiguration the store layer recognised (TLS, credentials) comes first: its
+    chain holds an ``OSError`` too (a certificate failure is errno 1, "operation not
+    permitted"), which would name the wrong cause.
+    """
+    if exc.misconfigured:
+        return exc.misconfigured
     error: BaseException | None = exc.__cause__
     for _ in range(10):  # a chain of causes and contexts; never a long one
         if error is None:

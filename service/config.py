@@ -265,8 +265,9 @@ class Settings:
             raise ConfigError(
                 "JWKS_REDIS_URL",
                 "is not set, and JWKS_EMBEDDED_STORE=refuse (as in the container image): "
-                "point it at a Redis or Valkey server (redis://, rediss://, unix://, "
-                "redis+sentinel://, redis+cluster://); to try the embedded store instead, "
+                "point it (or JWKS_REDIS_URL_FILE) at a Redis or Valkey server (redis://, "
+                "rediss://, unix://, redis[s]+sentinel://, redis[s]+cluster://); to try "
+                "the embedded store instead, "
                 f"set JWKS_EMBEDDED_STORE=allow and mount a volume at {settings.data_dir}",
             )
         if settings.otel and not _installed("opentelemetry.instrumentation.asgi"):

@@ -201,6 +201,7 @@ class TlsProxy:
         #: Connections that spoke TLS, and those that did not: what tests assert on.
         self.tls_connections = 0
         self.plain_connections = 0
+        self._open = 0
 
     def start(self) -> None:
         listener = socket.create_server((HOST, self.port), backlog=64)
@@ -213,6 +214,10 @@ class TlsProxy:
             threads = list(self._threads)
         for thread in threads:
             thread.join(10)
+
+    def wait_idle(self, timeout: float = 5.0) -> None:
+        """Return once every connection is closed on the proxy's side."""
+        wait_for(lambda: self._open == 0, f"TLS proxy on port {self.port} to go idle", timeout)
 
     def _spawn(self, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, daemon=True)
@@ -231,6 +236,8 @@ class TlsProxy:
 
     def _serve(self, client: socket.socket) -> None:
         sockets = [client]
+        with self._lock:
+            self._open += 1
         try:
             client.settimeout(_HANDSHAKE_TIMEOUT)
             first = client.recv(1, socket.MSG_PEEK)
@@ -250,6 +257,8 @@ class TlsProxy:
         finally:
             for sock in sockets:
                 sock.close()
+            with self._lock:
+                self._open -= 1
 
     def _relay(self, client: socket.socket, upstream: socket.socket) -> None:
         client.settimeout(_HANDSHAKE_TIMEOUT)

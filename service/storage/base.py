@@ -95,7 +95,15 @@ class StorageError(ServiceError):
 
 
 class StoreUnavailable(StorageError, Unavailable):
-    """The store did not answer (connection refused, timeout, failover in progress)."""
+    """The store did not answer (connection refused, timeout, failover in progress).
+
+    ``misconfigured``: why a retry will not help, when the client's error says so (a
+    certificate that does not verify, refused credentials), in the service's words.
+    """
+
+    def __init__(self, detail: str, *, misconfigured: str | None = None) -> None:
+        super().__init__(detail)
+        self.misconfigured = misconfigured
 
 
 class InvalidCursor(StorageError, InvalidInput):

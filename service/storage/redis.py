@@ -88,7 +88,7 @@ def _translated() -> Iterator[None]:
         metrics.store_error(_error_kind(exc))
         why = _misconfigured(exc)
         detail = f"the key store is not reachable: {why}" if why else _UNREACHABLE
-        raise StoreUnavailable(detail) from exc
+        raise StoreUnavailable(detail, misconfigured=why) from exc
 
 
 _UNREACHABLE: Final = "the key store is not reachable; retry shortly"
