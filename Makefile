@@ -40,7 +40,13 @@ $(NODE_CLIENTS): tests/oauth/node/package.json
 	  npm install --prefix tests/oauth/node --no-audit --no-fund --silent && touch $@; \
 	else echo "npm not found: the openid-client interoperability test will not run"; fi
 
+# The README's walkthrough (tests/test_readme.py) and the key-format tests run the real
+# ssh-keygen and openssl: installed here when missing and we are root with apt-get.
 test: $(BIN)/.installed-test $(NODE_CLIENTS)
+	@{ command -v openssl && command -v ssh-keygen; } >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    { apt-get update -qq && apt-get install -y -qq openssl openssh-client; } >/dev/null 2>&1; } || \
+	  echo "openssl/ssh-keygen missing and not installable: the README walkthrough test will fail"
 	$(BIN)/ruff check service tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
