@@ -42,13 +42,21 @@ def flush(redis_url: str) -> None:
 
 
 def start_service(
-    port: int, redis_url: str, data_dir: Path, log: Path, *, workers: int = 1, **variables: str
+    port: int,
+    redis_url: str,
+    data_dir: Path,
+    log: Path,
+    *,
+    workers: int = 1,
+    new_session: bool = False,
+    **variables: str,
 ) -> subprocess.Popen[bytes]:
     """Start the service on ``port`` and ``redis_url``; output goes to ``log``.
 
     The environment has no JWKS_* of the caller's, only the test KEK and admin
     key, ``JWKS_ISSUER`` = this replica's URL unless given, and ``variables``;
-    ``workers`` worker processes.
+    ``workers`` worker processes; ``new_session``: alone in a session of its own,
+    so that :func:`leftovers` can find whatever of it outlives it.
     ``TEST_ASGI_SERVER=granian`` runs the app under granian instead of ``serve``.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
@@ -77,6 +85,7 @@ def start_service(
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
 
 

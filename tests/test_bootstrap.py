@@ -5,10 +5,8 @@ meanwhile is used."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Final
@@ -20,8 +18,7 @@ from service.storage import StoreUnavailable
 from service.storage.embedded import find_server_binary
 from service.storage.redis import connect
 from tests._servers import HOST, ServerProcess, free_port
-from tests._service import REPO, kill_session, left_in_session, wait_ready
-from tests.conftest import ADMIN_KEY, KEK
+from tests._service import kill_session, left_in_session, start_service, wait_ready
 
 PASSWORD: Final = "hunter2-store-password"
 #: Past the wait, the start must end within this (a connect attempt is quick on
@@ -33,27 +30,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _serve(tmp_path: Path, url: str, wait: int, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+def _serve(
+    tmp_path: Path, url: str, wait: int, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], Path]:
     """``serve`` on ``url``, alone in its session, output (text lines) in the log."""
-    port = free_port()
     log = tmp_path / "serve.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JWKS_")}
-    env.update(
-        JWKS_REDIS_URL=url,
-        JWKS_KEK=KEK,
-        JWKS_BOOTSTRAP_ADMIN_KEY=ADMIN_KEY,
-        JWKS_ISSUER=f"http://127.0.0.1:{port}",
-        JWKS_DATA_DIR=str(tmp_path / "data"),
-        JWKS_RSA_BITS="2048",
+    process = start_service(
+        free_port(),
+        url,
+        tmp_path / "data",
+        log,
+        workers=workers,
+        new_session=True,
         JWKS_LOG_FORMAT="text",
         JWKS_STORE_WAIT=str(wait),
-        JWKS_SHUTDOWN_DELAY="0",
     )
-    argv = [sys.executable, "-m", "service", "serve", "--port", str(port), *args]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            argv, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
     return process, log
 
 
@@ -66,9 +57,7 @@ def test_an_unreachable_store_stops_the_start_with_one_line(
     port = free_port()  # nothing listens there
     where = f"redis://{HOST}:{port}"
     started = time.monotonic()
-    process, log = _serve(
-        tmp_path, f"redis://:{PASSWORD}@{HOST}:{port}/0", wait, "--workers", str(workers)
-    )
+    process, log = _serve(tmp_path, f"redis://:{PASSWORD}@{HOST}:{port}/0", wait, workers)
     try:
         status = process.wait(timeout=wait + EXIT_SLACK)
         took = time.monotonic() - started

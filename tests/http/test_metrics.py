@@ -18,6 +18,7 @@ from starlette.testclient import TestClient
 
 from service.storage.embedded import EmbeddedServer
 from tests.conftest import FakeClock
+from tests.oauth.test_least_privilege import jitsi as jitsi_client
 from tests.oauth.test_token import FORM, assertion, assertion_form, register, register_key_client
 
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
@@ -81,14 +82,7 @@ def test_tokens_are_counted_by_realm_auth_method_and_profile(
     client = make_client(metrics_realms=0)
     basic = register(client, admin)
     post = register(client, admin, token_endpoint_auth_method="client_secret_post")
-    jitsi = register(
-        client,
-        admin,
-        token_endpoint_auth_method="client_secret_post",
-        token_profile="jitsi",
-        jitsi_app_id="app",
-        allowed_rooms=["*"],
-    )
+    jitsi = jitsi_client(client, admin)
     keyed = register_key_client(client, admin, key)["client_id"]
     assert client.post("/v1/realms", json={"name": "acme"}, headers=admin).status_code == 201
     acme = client.post("/realms/acme/oauth/register", json={}, headers=admin).json()
